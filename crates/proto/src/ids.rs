@@ -1,0 +1,196 @@
+//! Identifiers. Job ids are ULIDs made by the server (sortable by creation time); the string ids
+//! are validated on every decode because they become parts of object keys and queue names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// Why a string is not a valid id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind}: {reason}")]
+pub struct IdError {
+    /// Which id was being read (`job_id`, `account_id`, …).
+    pub kind: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A job's id: a ULID, 26 Crockford base-32 characters on the wire. Also the name of the job's
+/// input and output objects, so redelivered work finds what an earlier attempt stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(Ulid);
+
+impl JobId {
+    /// A fresh id for the current time.
+    pub fn generate() -> Self {
+        JobId(Ulid::new())
+    }
+
+    /// Wraps an existing ULID (tests, replays).
+    pub const fn from_ulid(ulid: Ulid) -> Self {
+        JobId(ulid)
+    }
+
+    /// The ULID inside.
+    pub const fn ulid(self) -> Ulid {
+        self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = IdError;
+    fn from_str(text: &str) -> Result<Self, IdError> {
+        Ulid::from_string(text).map(JobId).map_err(|err| IdError {
+            kind: "job_id",
+            reason: err.to_string(),
+        })
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = IdError;
+    fn try_from(text: String) -> Result<Self, IdError> {
+        text.parse()
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.to_string()
+    }
+}
+
+/// Checks the shape shared by every string id: 1..=`max_len` bytes of ASCII letters, digits,
+/// `_`, `-` and `.`, not starting with `.`: safe as one segment of an object key or queue name.
+fn check_token(kind: &'static str, text: &str, max_len: usize) -> Result<(), IdError> {
+    let fail = |reason: String| Err(IdError { kind, reason });
+    if text.is_empty() {
+        return fail("is empty".into());
+    }
+    if text.len() > max_len {
+        return fail(format!("is {} bytes, more than {max_len}", text.len()));
+    }
+    if text.starts_with('.') {
+        return fail("starts with '.'".into());
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return fail(format!("contains {bad:?}"));
+    }
+    Ok(())
+}
+
+macro_rules! token_id {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max_len:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The longest value accepted, in bytes.
+            pub const MAX_LEN: usize = $max_len;
+
+            /// Validates and wraps `text`.
+            pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
+                let text = text.into();
+                check_token($kind, &text, Self::MAX_LEN)?;
+                Ok($name(text))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(text: &str) -> Result<Self, IdError> {
+                $name::new(text)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(text: String) -> Result<Self, IdError> {
+                $name::new(text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+token_id!(
+    /// An account's opaque id, assigned by the app backend. Personal data never goes in it: it
+    /// appears in object keys (`inputs/<account>/<job>`) and, pseudonymised, in telemetry.
+    AccountId,
+    "account_id",
+    64
+);
+
+token_id!(
+    /// A worker process's id (host name plus a suffix, usually): heartbeats and events name it.
+    WorkerId,
+    "worker",
+    128
+);
+
+token_id!(
+    /// A pool of workers serving one kind of job; queue names derive from it (`clip.jobs.<pool>`).
+    PoolName,
+    "pool",
+    48
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_id_text_round_trip() {
+        let id = JobId::generate();
+        assert_eq!(id.to_string().len(), 26);
+        assert_eq!(id.to_string().parse::<JobId>(), Ok(id));
+        assert!("not-a-ulid".parse::<JobId>().is_err());
+    }
+
+    #[test]
+    fn token_ids_refuse_what_would_escape_a_key_segment() {
+        for bad in ["", "..", ".hidden", "a/b", "a b", "ä", "x\0y", &"a".repeat(65)] {
+            assert!(AccountId::new(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["acct_42", "A-1.b", &"a".repeat(64)] {
+            assert!(AccountId::new(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn the_error_names_the_id() {
+        let err = PoolName::new("a/b").unwrap_err();
+        assert_eq!(err.kind, "pool");
+        assert!(err.to_string().contains("'/'"), "{err}");
+    }
+}

@@ -1,0 +1,206 @@
+//! The job message: what ingest publishes and a worker runs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{Invalid, Message};
+use crate::{AccountId, JobId, PoolName, Timestamp};
+
+open_enum! {
+    /// Scheduling class: paid jobs overtake free ones without starving them.
+    pub enum Priority {
+        /// The default class.
+        Free = "free",
+        /// Served first.
+        Paid = "paid",
+    }
+}
+
+open_enum! {
+    /// The camera motion a motion model renders. A preset this reader does not know decodes as
+    /// `Unknown`; a worker then fails the job with `invalid_params` rather than guessing.
+    pub enum Motion {
+        /// Push in towards the centre.
+        ZoomIn = "zoom_in",
+        /// Pull back from the centre.
+        ZoomOut = "zoom_out",
+        /// Pan towards the left edge.
+        PanLeft = "pan_left",
+        /// Pan towards the right edge.
+        PanRight = "pan_right",
+        /// Pan upwards.
+        PanUp = "pan_up",
+        /// Pan downwards.
+        PanDown = "pan_down",
+        /// Foreground and background move at different speeds.
+        Parallax = "parallax",
+    }
+}
+
+/// A SHA-256 digest as 64 lowercase hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    /// Validates 64 lowercase hex characters.
+    pub fn new(text: impl Into<String>) -> Result<Self, Invalid> {
+        let text = text.into();
+        if text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Sha256Hex(text))
+        } else {
+            Err(Invalid("sha256 must be 64 lowercase hex characters".into()))
+        }
+    }
+
+    /// From the 32 digest bytes.
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        use std::fmt::Write;
+        let mut text = String::with_capacity(64);
+        for byte in digest {
+            let _ = write!(text, "{byte:02x}");
+        }
+        Sha256Hex(text)
+    }
+
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sha256Hex {
+    type Error = Invalid;
+    fn try_from(text: String) -> Result<Self, Invalid> {
+        Sha256Hex::new(text)
+    }
+}
+
+impl From<Sha256Hex> for String {
+    fn from(hex: Sha256Hex) -> String {
+        hex.0
+    }
+}
+
+/// Which model runs the job: a name and version from the worker's model manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModelRef {
+    /// Manifest name, e.g. `motion`.
+    pub name: String,
+    /// Manifest version, e.g. `1`.
+    pub version: String,
+}
+
+/// Where the job's photo is: a reference into the object store, never the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRef {
+    /// Object key (`inputs/<account>/<job>`), sealed at rest.
+    pub key: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Digest of the plaintext, checked by the worker after unsealing.
+    pub sha256: Sha256Hex,
+    /// Media type sniffed by ingest (`image/jpeg`, `image/png`, `image/webp`, `image/heic`).
+    pub content_type: String,
+}
+
+/// What to render.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// Frames in the video.
+    pub frames: u16,
+    /// Frames per second of the video.
+    pub fps: u16,
+    /// Output width in pixels.
+    pub width: u16,
+    /// Output height in pixels.
+    pub height: u16,
+    /// Seed for any randomness in the model, so a rerun renders the same video.
+    pub seed: u64,
+    /// Camera motion preset.
+    pub motion: Motion,
+}
+
+/// A request to turn one photo into one video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateJob {
+    /// Schema version ([`crate::SCHEMA_VERSION`] when written by this crate).
+    pub v: u32,
+    /// Server-made id; also names the input and output objects.
+    pub job_id: JobId,
+    /// Whose photo it is (opaque).
+    pub account_id: AccountId,
+    /// The pool whose queue carries the job.
+    pub pool: PoolName,
+    /// The model to run.
+    pub model: ModelRef,
+    /// The photo.
+    pub input: InputRef,
+    /// Rendering parameters.
+    pub params: Params,
+    /// Scheduling class.
+    pub priority: Priority,
+    /// When ingest accepted the job.
+    pub submitted_at: Timestamp,
+    /// After this instant the job fails `expired` instead of running.
+    pub deadline: Timestamp,
+    /// W3C `traceparent` of the submitting request, so one trace spans queue and worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+/// Longest object key a job may reference, in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+/// Longest model name, version or content type, in bytes.
+const MAX_LABEL_BYTES: usize = 128;
+/// Longest `traceparent` accepted (the W3C format is 55 characters).
+const MAX_TRACEPARENT_BYTES: usize = 128;
+
+impl Message for GenerateJob {
+    const KIND: &'static str = "generate_job";
+
+    fn version(&self) -> u32 {
+        self.v
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        let label = |what: &str, text: &str| -> Result<(), Invalid> {
+            if text.is_empty() || text.len() > MAX_LABEL_BYTES {
+                return Err(Invalid(format!("{what} must be 1..={MAX_LABEL_BYTES} bytes")));
+            }
+            Ok(())
+        };
+        label("model.name", &self.model.name)?;
+        label("model.version", &self.model.version)?;
+        label("input.content_type", &self.input.content_type)?;
+        if self.input.key.is_empty() || self.input.key.len() > MAX_KEY_BYTES {
+            return Err(Invalid(format!("input.key must be 1..={MAX_KEY_BYTES} bytes")));
+        }
+        let p = &self.params;
+        if p.frames == 0 || p.fps == 0 || p.width == 0 || p.height == 0 {
+            return Err(Invalid("params.frames, fps, width and height must be positive".into()));
+        }
+        if self.trace.as_ref().is_some_and(|t| t.len() > MAX_TRACEPARENT_BYTES) {
+            return Err(Invalid(format!("trace must be at most {MAX_TRACEPARENT_BYTES} bytes")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_hex_checks_shape() {
+        assert!(Sha256Hex::new("ab".repeat(32)).is_ok());
+        assert!(Sha256Hex::new("AB".repeat(32)).is_err());
+        assert!(Sha256Hex::new("ab".repeat(31)).is_err());
+        assert_eq!(Sha256Hex::from_digest(&[0xab; 32]).as_str(), "ab".repeat(32));
+    }
+
+    #[test]
+    fn unknown_motion_is_kept_apart() {
+        assert_eq!(Motion::parse("dolly_zoom"), Motion::Unknown);
+        assert_eq!(Motion::parse("parallax"), Motion::Parallax);
+    }
+}
