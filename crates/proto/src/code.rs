@@ -99,7 +99,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::KNOWN {
             let text = code.as_str();
-            assert!(text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{text}");
+            assert!(
+                text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{text}"
+            );
             assert!(seen.insert(text), "duplicate spelling {text}");
         }
     }
@@ -112,7 +115,11 @@ mod tests {
 
     #[test]
     fn client_errors_are_4xx_and_not_retryable() {
-        for code in [ErrorCode::BadImage, ErrorCode::UnderAge, ErrorCode::TooLarge] {
+        for code in [
+            ErrorCode::BadImage,
+            ErrorCode::UnderAge,
+            ErrorCode::TooLarge,
+        ] {
             assert!((400..500).contains(&code.http_status()));
             assert!(!code.is_retryable());
         }

@@ -106,7 +106,10 @@ pub fn encode<M: Message>(message: &M) -> Result<Vec<u8>, EncodeError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(EncodeError {
             kind: M::KIND,
-            reason: format!("{} bytes is more than the {MAX_MESSAGE_BYTES} allowed", bytes.len()),
+            reason: format!(
+                "{} bytes is more than the {MAX_MESSAGE_BYTES} allowed",
+                bytes.len()
+            ),
         });
     }
     Ok(bytes)
@@ -163,7 +166,9 @@ fn check_nesting(bytes: &[u8]) -> Result<(), String> {
     let take = |pos: &mut usize, n: usize| -> Result<u64, String> {
         let end = pos.checked_add(n).filter(|end| *end <= bytes.len());
         let end = end.ok_or_else(|| "message cut short".to_string())?;
-        let value = bytes[*pos..end].iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let value = bytes[*pos..end]
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         *pos = end;
         Ok(value)
     };
@@ -267,6 +272,9 @@ mod tests {
         assert!(check_nesting(&[0x92, 0x01]).is_err());
         assert!(check_nesting(&[0xa5, b'a', b'b']).is_err());
         assert!(check_nesting(&[0xdb, 0xff, 0xff, 0xff, 0xff, b'x']).is_err());
-        assert_eq!(check_nesting(&[0x82, 0xa1, b'a', 0x01, 0xa1, b'b', 0xc0]), Ok(()));
+        assert_eq!(
+            check_nesting(&[0x82, 0xa1, b'a', 0x01, 0xa1, b'b', 0xc0]),
+            Ok(())
+        );
     }
 }

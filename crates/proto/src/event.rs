@@ -99,7 +99,9 @@ impl Message for EventBatch {
 
     fn validate(&self) -> Result<(), Invalid> {
         if self.events.is_empty() || self.events.len() > MAX_EVENTS_PER_BATCH {
-            return Err(Invalid(format!("events must hold 1..={MAX_EVENTS_PER_BATCH} events")));
+            return Err(Invalid(format!(
+                "events must hold 1..={MAX_EVENTS_PER_BATCH} events"
+            )));
         }
         for event in &self.events {
             match &event.event {

@@ -179,7 +179,16 @@ mod tests {
 
     #[test]
     fn token_ids_refuse_what_would_escape_a_key_segment() {
-        for bad in ["", "..", ".hidden", "a/b", "a b", "ä", "x\0y", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "a/b",
+            "a b",
+            "ä",
+            "x\0y",
+            &"a".repeat(65),
+        ] {
             assert!(AccountId::new(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["acct_42", "A-1.b", &"a".repeat(64)] {

@@ -165,7 +165,9 @@ impl Message for GenerateJob {
     fn validate(&self) -> Result<(), Invalid> {
         let label = |what: &str, text: &str| -> Result<(), Invalid> {
             if text.is_empty() || text.len() > MAX_LABEL_BYTES {
-                return Err(Invalid(format!("{what} must be 1..={MAX_LABEL_BYTES} bytes")));
+                return Err(Invalid(format!(
+                    "{what} must be 1..={MAX_LABEL_BYTES} bytes"
+                )));
             }
             Ok(())
         };
@@ -173,14 +175,24 @@ impl Message for GenerateJob {
         label("model.version", &self.model.version)?;
         label("input.content_type", &self.input.content_type)?;
         if self.input.key.is_empty() || self.input.key.len() > MAX_KEY_BYTES {
-            return Err(Invalid(format!("input.key must be 1..={MAX_KEY_BYTES} bytes")));
+            return Err(Invalid(format!(
+                "input.key must be 1..={MAX_KEY_BYTES} bytes"
+            )));
         }
         let p = &self.params;
         if p.frames == 0 || p.fps == 0 || p.width == 0 || p.height == 0 {
-            return Err(Invalid("params.frames, fps, width and height must be positive".into()));
+            return Err(Invalid(
+                "params.frames, fps, width and height must be positive".into(),
+            ));
         }
-        if self.trace.as_ref().is_some_and(|t| t.len() > MAX_TRACEPARENT_BYTES) {
-            return Err(Invalid(format!("trace must be at most {MAX_TRACEPARENT_BYTES} bytes")));
+        if self
+            .trace
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_TRACEPARENT_BYTES)
+        {
+            return Err(Invalid(format!(
+                "trace must be at most {MAX_TRACEPARENT_BYTES} bytes"
+            )));
         }
         Ok(())
     }
@@ -195,7 +207,10 @@ mod tests {
         assert!(Sha256Hex::new("ab".repeat(32)).is_ok());
         assert!(Sha256Hex::new("AB".repeat(32)).is_err());
         assert!(Sha256Hex::new("ab".repeat(31)).is_err());
-        assert_eq!(Sha256Hex::from_digest(&[0xab; 32]).as_str(), "ab".repeat(32));
+        assert_eq!(
+            Sha256Hex::from_digest(&[0xab; 32]).as_str(),
+            "ab".repeat(32)
+        );
     }
 
     #[test]

@@ -6,13 +6,15 @@ use std::path::Path;
 
 use clipfleet_proto::{
     AccountId, Control, DecodeError, EventBatch, GenerateJob, InputRef, JobId, MAX_MESSAGE_BYTES,
-    ModelRef, Motion, Params, PoolName, Priority, SCHEMA_VERSION, Sha256Hex, Timestamp,
-    decode, encode,
+    ModelRef, Motion, Params, PoolName, Priority, SCHEMA_VERSION, Sha256Hex, Timestamp, decode,
+    encode,
 };
 use proptest::prelude::*;
 
 fn golden(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/vectors").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../proto/vectors")
+        .join(name);
     fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
@@ -71,8 +73,19 @@ fn valid_job() -> impl Strategy<Value = GenerateJob> {
         "[a-zA-Z0-9_-]{1,64}",
         "[a-z0-9-]{1,48}",
         any::<[u8; 32]>(),
-        (1u16..=600, 1u16..=120, 1u16..=4096, 1u16..=4096, any::<u64>()),
-        (0usize..Motion::KNOWN.len(), any::<bool>(), any::<u64>(), any::<u64>()),
+        (
+            1u16..=600,
+            1u16..=120,
+            1u16..=4096,
+            1u16..=4096,
+            any::<u64>(),
+        ),
+        (
+            0usize..Motion::KNOWN.len(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
         proptest::option::of("[0-9a-f-]{1,55}"),
     )
         .prop_map(
@@ -91,8 +104,18 @@ fn valid_job() -> impl Strategy<Value = GenerateJob> {
                     job_id,
                     account_id,
                     pool: PoolName::new(pool).expect("pool"),
-                    model: ModelRef { name: "motion".into(), version: "1".into() },
-                    params: Params { frames, fps, width, height, seed, motion: Motion::KNOWN[motion] },
+                    model: ModelRef {
+                        name: "motion".into(),
+                        version: "1".into(),
+                    },
+                    params: Params {
+                        frames,
+                        fps,
+                        width,
+                        height,
+                        seed,
+                        motion: Motion::KNOWN[motion],
+                    },
                     priority: if paid { Priority::Paid } else { Priority::Free },
                     submitted_at: Timestamp::from_unix_ms(submitted),
                     deadline: Timestamp::from_unix_ms(deadline),
@@ -153,7 +176,9 @@ proptest! {
 fn with_field(name: &str, key: &str, replacement: rmpv::Value) -> Vec<u8> {
     let bytes = golden(name);
     let mut value = rmpv::decode::read_value(&mut bytes.as_slice()).expect("golden");
-    let rmpv::Value::Map(entries) = &mut value else { panic!("not a map") };
+    let rmpv::Value::Map(entries) = &mut value else {
+        panic!("not a map")
+    };
     let slot = entries
         .iter_mut()
         .find(|(k, _)| k.as_str() == Some(key))
@@ -177,7 +202,10 @@ fn wrong_types_are_malformed() {
     for (key, replacement) in cases {
         let bytes = with_field("generate_job.minimal.msgpack", key, replacement.clone());
         match decode::<GenerateJob>(&bytes) {
-            Err(DecodeError::Malformed { kind: "generate_job", .. }) => {}
+            Err(DecodeError::Malformed {
+                kind: "generate_job",
+                ..
+            }) => {}
             other => panic!("{key} = {replacement}: {other:?}"),
         }
     }
@@ -188,11 +216,20 @@ fn rule_breaking_values_are_invalid() {
     let mut job: GenerateJob = decode(&golden("generate_job.minimal.msgpack")).expect("golden");
     job.params.frames = 0;
     let bytes = encode(&job).expect("encode");
-    assert!(matches!(decode::<GenerateJob>(&bytes), Err(DecodeError::Invalid { .. })));
+    assert!(matches!(
+        decode::<GenerateJob>(&bytes),
+        Err(DecodeError::Invalid { .. })
+    ));
 
-    let empty = EventBatch { v: SCHEMA_VERSION, events: vec![] };
+    let empty = EventBatch {
+        v: SCHEMA_VERSION,
+        events: vec![],
+    };
     let bytes = encode(&empty).expect("encode");
-    assert!(matches!(decode::<EventBatch>(&bytes), Err(DecodeError::Invalid { .. })));
+    assert!(matches!(
+        decode::<EventBatch>(&bytes),
+        Err(DecodeError::Invalid { .. })
+    ));
 }
 
 #[test]
@@ -208,7 +245,9 @@ fn other_schema_versions_are_refused_by_name() {
     let reshaped = with_field("generate_job.minimal.msgpack", "v", rmpv::Value::from(2));
     let reshaped = {
         let mut value = rmpv::decode::read_value(&mut reshaped.as_slice()).expect("msgpack");
-        let rmpv::Value::Map(entries) = &mut value else { panic!("not a map") };
+        let rmpv::Value::Map(entries) = &mut value else {
+            panic!("not a map")
+        };
         entries.retain(|(k, _)| k.as_str() != Some("job_id"));
         let mut out = Vec::new();
         rmpv::encode::write_value(&mut out, &value).expect("encode");
@@ -230,7 +269,10 @@ fn a_ten_megabyte_blob_is_refused_before_parsing() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(decode::<Control>(&[]), Err(DecodeError::Empty { .. })));
+    assert!(matches!(
+        decode::<Control>(&[]),
+        Err(DecodeError::Empty { .. })
+    ));
 }
 
 #[test]
@@ -240,7 +282,12 @@ fn forged_lengths_and_deep_nesting_are_errors() {
     forged.extend_from_slice(b"0123456789");
     assert!(decode::<GenerateJob>(&forged).is_err());
     // An array32 header claiming 4 billion elements.
-    assert!(decode::<EventBatch>(&[0x81, 0xa6, b'e', b'v', b'e', b'n', b't', b's', 0xdd, 0xff, 0xff, 0xff, 0xff]).is_err());
+    assert!(
+        decode::<EventBatch>(&[
+            0x81, 0xa6, b'e', b'v', b'e', b'n', b't', b's', 0xdd, 0xff, 0xff, 0xff, 0xff
+        ])
+        .is_err()
+    );
     // An unknown field nested 200,000 arrays deep: refused, not a stack overflow.
     let mut deep = vec![0x81, 0xa5, b'e', b'x', b't', b'r', b'a'];
     deep.extend(std::iter::repeat_n(0x91, 200_000));
@@ -252,7 +299,10 @@ fn forged_lengths_and_deep_nesting_are_errors() {
 fn trailing_bytes_are_refused() {
     let mut bytes = golden("control.heartbeat.msgpack");
     bytes.push(0xc0);
-    assert!(matches!(decode::<Control>(&bytes), Err(DecodeError::Malformed { .. })));
+    assert!(matches!(
+        decode::<Control>(&bytes),
+        Err(DecodeError::Malformed { .. })
+    ));
 }
 
 #[test]

@@ -51,12 +51,27 @@ fn check_golden<M: Message + PartialEq + Debug>(kind: &str) -> usize {
         }
         let golden = fs::read(&msgpack_path)
             .unwrap_or_else(|err| panic!("{}: {err}", msgpack_path.display()));
-        let decoded: M = decode(&golden)
-            .unwrap_or_else(|err| panic!("{}: {err}", msgpack_path.display()));
-        assert_eq!(decoded, twin, "{} decodes to its JSON twin", msgpack_path.display());
+        let decoded: M =
+            decode(&golden).unwrap_or_else(|err| panic!("{}: {err}", msgpack_path.display()));
+        assert_eq!(
+            decoded,
+            twin,
+            "{} decodes to its JSON twin",
+            msgpack_path.display()
+        );
         let reencoded = encode(&decoded).expect("re-encode");
-        assert_eq!(reencoded, golden, "{} re-encodes byte for byte", msgpack_path.display());
-        assert_eq!(encoded, golden, "{} is what the twin encodes to", json_path.display());
+        assert_eq!(
+            reencoded,
+            golden,
+            "{} re-encodes byte for byte",
+            msgpack_path.display()
+        );
+        assert_eq!(
+            encoded,
+            golden,
+            "{} is what the twin encodes to",
+            json_path.display()
+        );
     }
     jsons.len()
 }
@@ -117,7 +132,12 @@ fn check_compat<M: Message + PartialEq + Debug>(kind: &str) -> usize {
         }
         let golden = fs::read(&msgpack_path)
             .unwrap_or_else(|err| panic!("{}: {err}", msgpack_path.display()));
-        assert_eq!(golden, json_to_msgpack(&wire), "{} matches its wire JSON", msgpack_path.display());
+        assert_eq!(
+            golden,
+            json_to_msgpack(&wire),
+            "{} matches its wire JSON",
+            msgpack_path.display()
+        );
         let decoded: M = decode(&golden).unwrap_or_else(|err| {
             panic!("an old reader refused {}: {err}", msgpack_path.display())
         });
