@@ -69,9 +69,25 @@ impl From<JobId> for String {
     }
 }
 
-/// Checks the shape shared by every string id: 1..=`max_len` bytes of ASCII letters, digits,
-/// `_`, `-` and `.`, not starting with `.`: safe as one segment of an object key or queue name.
-fn check_token(kind: &'static str, text: &str, max_len: usize) -> Result<(), IdError> {
+/// Characters of account and worker ids: ASCII letters, digits, `_`, `-` and `.`.
+fn wide_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// Characters of pool names: lowercase letters, digits and `-`, so a pool name fits every
+/// broker's queue names (SQS allows only `[A-Za-z0-9_-]`) and `_`/`.` stay free as separators.
+fn pool_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+}
+
+/// Checks the shape shared by every string id: 1..=`max_len` bytes of `allowed` characters,
+/// starting with a letter or digit: safe as one segment of an object key or queue name.
+fn check_token(
+    kind: &'static str,
+    text: &str,
+    max_len: usize,
+    allowed: fn(char) -> bool,
+) -> Result<(), IdError> {
     let fail = |reason: String| Err(IdError { kind, reason });
     if text.is_empty() {
         return fail("is empty".into());
@@ -79,20 +95,17 @@ fn check_token(kind: &'static str, text: &str, max_len: usize) -> Result<(), IdE
     if text.len() > max_len {
         return fail(format!("is {} bytes, more than {max_len}", text.len()));
     }
-    if text.starts_with('.') {
-        return fail("starts with '.'".into());
-    }
-    if let Some(bad) = text
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
+    if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
         return fail(format!("contains {bad:?}"));
+    }
+    if !text.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return fail("does not start with a letter or digit".into());
     }
     Ok(())
 }
 
 macro_rules! token_id {
-    ($(#[$meta:meta])* $name:ident, $kind:literal, $max_len:expr) => {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max_len:expr, $allowed:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -105,7 +118,7 @@ macro_rules! token_id {
             /// Validates and wraps `text`.
             pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
                 let text = text.into();
-                check_token($kind, &text, Self::MAX_LEN)?;
+                check_token($kind, &text, Self::MAX_LEN, $allowed)?;
                 Ok($name(text))
             }
 
@@ -148,21 +161,24 @@ token_id!(
     /// appears in object keys (`inputs/<account>/<job>`) and, pseudonymised, in telemetry.
     AccountId,
     "account_id",
-    64
+    64,
+    wide_char
 );
 
 token_id!(
     /// A worker process's id (host name plus a suffix, usually): heartbeats and events name it.
     WorkerId,
     "worker",
-    128
+    128,
+    wide_char
 );
 
 token_id!(
     /// A pool of workers serving one kind of job; queue names derive from it (`clip.jobs.<pool>`).
     PoolName,
     "pool",
-    48
+    48,
+    pool_char
 );
 
 #[cfg(test)]
@@ -194,6 +210,14 @@ mod tests {
         for good in ["acct_42", "A-1.b", &"a".repeat(64)] {
             assert!(AccountId::new(good).is_ok(), "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn pool_names_fit_every_brokers_queue_names() {
+        for bad in ["Default", "a.b", "a_b", "-a", ""] {
+            assert!(PoolName::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(PoolName::new("gpu-h200-2").is_ok());
     }
 
     #[test]

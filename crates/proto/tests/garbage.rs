@@ -70,8 +70,8 @@ fn msgpack_scalar() -> impl Strategy<Value = rmpv::Value> {
 fn valid_job() -> impl Strategy<Value = GenerateJob> {
     (
         any::<u128>(),
-        "[a-zA-Z0-9_-]{1,64}",
-        "[a-z0-9-]{1,48}",
+        "[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}",
+        "[a-z0-9][a-z0-9-]{0,47}",
         any::<[u8; 32]>(),
         (
             1u16..=600,

@@ -1,0 +1,529 @@
+//! `amqp://` and `amqps://`: RabbitMQ through lapin, with the topology of DESIGN.md §4
+//! (`names.rs`), publisher confirms on every publish, per-consumer prefetch, paid-before-free
+//! across two quorum queues per pool, delayed retries through TTL queues (never held by a
+//! consumer), and reconnection with backoff when the connection or a channel is lost.
+//!
+//! Leases: RabbitMQ keeps a delivery for its consumer until the channel closes (bounded by the
+//! server's `consumer_timeout`, 30 min by default: size it above the longest job), so
+//! `extend_lease` only checks the delivery is still held; a lost channel is a lost lease.
+
+mod consumer;
+mod headers;
+mod names;
+mod session;
+mod topology;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use clipfleet_proto::{PoolName, WorkerId};
+use lapin::options::{
+    BasicAckOptions, BasicNackOptions, BasicPublishOptions, QueueDeclareOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation};
+
+use self::consumer::QueueConsumer;
+use self::names::{CONTROL_ROUTING_KEY, EVENTS_ROUTING_KEY, Names, retry_step};
+use self::session::{Sessions, amqp_error, bounded};
+use crate::model::{LeaseToken, check_headers, headers_for_retry, retries_of};
+use crate::{
+    Broker, BrokerAdmin, BrokerError, BrokerErrorKind, BrokerOptions, BrokerResult, ControlBus,
+    DEAD_REASON_HEADER, Delivery, Lease, Nack, Outgoing, PoolSpec, QueueDepth, QueueRef, Receive,
+    Topic,
+};
+
+/// A RabbitMQ broker. Clones share the connection and consumers.
+#[derive(Debug, Clone)]
+pub struct AmqpBroker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sessions: Arc<Sessions>,
+    names: Names,
+    consumers: Mutex<HashMap<QueueRef, Arc<QueueConsumer>>>,
+    /// Retry steps whose TTL queue this process declared.
+    retry_steps: Mutex<HashSet<Duration>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for consumer in lock(&self.consumers).values() {
+            consumer.stop();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn lease_lost(why: &str) -> BrokerError {
+    BrokerError::new(BrokerErrorKind::LeaseLost, why.to_owned())
+}
+
+/// The parts of an AMQP lease.
+fn amqp_parts(lease: &Lease) -> BrokerResult<(&lapin::Acker, &Arc<str>, &Bytes, &crate::Headers)> {
+    match &lease.token {
+        LeaseToken::Amqp {
+            acker,
+            routing_key,
+            body,
+            headers,
+        } => Ok((acker, routing_key, body, headers)),
+        #[allow(unreachable_patterns)] // reachable when other backends are compiled in
+        _ => Err(BrokerError::new(
+            BrokerErrorKind::InvalidInput,
+            "not an amqp:// lease",
+        )),
+    }
+}
+
+impl AmqpBroker {
+    /// Connects and declares the base topology (exchanges, events queue).
+    pub async fn connect(url: &str, options: BrokerOptions) -> BrokerResult<Self> {
+        options.validate()?;
+        if url.starts_with("amqps://") {
+            return Err(BrokerError::new(
+                BrokerErrorKind::Unsupported,
+                "built without TLS for amqp: amqps:// is not available (use a TLS-terminating sidecar or amqp:// inside the cluster)",
+            ));
+        }
+        let names = Names::new(&options.namespace);
+        let broker = AmqpBroker {
+            inner: Arc::new(Inner {
+                sessions: Arc::new(Sessions::new(url, options)),
+                names,
+                consumers: Mutex::new(HashMap::new()),
+                retry_steps: Mutex::new(HashSet::new()),
+            }),
+        };
+        let channel = broker.channel().await?;
+        let declared = topology::declare_base(&channel, &broker.inner.names).await;
+        let _ = channel.close(200, "declared".into()).await;
+        declared?;
+        Ok(broker)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.sessions.options().op_timeout
+    }
+
+    /// A fresh channel on the live connection, for declarations and queries (a failed one then
+    /// closes only itself).
+    async fn channel(&self) -> BrokerResult<Channel> {
+        let (session, _) = self.inner.sessions.get().await?;
+        session
+            .connection
+            .create_channel()
+            .await
+            .map_err(|err| amqp_error("open channel", &err))
+    }
+
+    /// Closes every consumer channel: deliveries not yet settled go back to their queues, as a
+    /// crashed consumer's would. (Drains use this for what was prefetched but not started.)
+    pub async fn reset_consumers(&self) {
+        let consumers: Vec<_> = lock(&self.inner.consumers).values().cloned().collect();
+        for consumer in consumers {
+            consumer.reset().await;
+        }
+    }
+
+    /// Closes the connection; in-flight deliveries go back to their queues.
+    pub async fn close(&self) {
+        let consumers: Vec<_> = lock(&self.inner.consumers)
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for consumer in consumers {
+            consumer.stop();
+        }
+        self.inner.sessions.close().await;
+    }
+
+    fn consumer(&self, queue: &QueueRef) -> Arc<QueueConsumer> {
+        lock(&self.inner.consumers)
+            .entry(queue.clone())
+            .or_insert_with(|| {
+                QueueConsumer::start(
+                    queue.clone(),
+                    &self.inner.names,
+                    self.inner.sessions.clone(),
+                )
+            })
+            .clone()
+    }
+
+    /// Publishes and waits for every confirm; `mandatory` turns "no queue bound" into an error.
+    async fn publish_raw(
+        &self,
+        exchange: &str,
+        key: &str,
+        mandatory: bool,
+        messages: Vec<Outgoing>,
+    ) -> BrokerResult<()> {
+        let (session, _) = self.inner.sessions.get().await?;
+        let generation = session.generation;
+        let result = bounded(self.timeout(), "publish", async {
+            let options = BasicPublishOptions { mandatory, ..BasicPublishOptions::default() };
+            let mut confirms = Vec::with_capacity(messages.len());
+            for message in &messages {
+                let confirm = session
+                    .publisher
+                    .basic_publish(exchange.into(), key.into(), options, &message.body, headers::properties(&message.headers))
+                    .await
+                    .map_err(|err| amqp_error("publish", &err))?;
+                confirms.push(confirm);
+            }
+            for confirm in confirms {
+                match confirm.await.map_err(|err| amqp_error("publisher confirm", &err))? {
+                    Confirmation::Ack(None) => {}
+                    Confirmation::Ack(Some(returned)) => {
+                        return Err(BrokerError::new(
+                            BrokerErrorKind::NotFound,
+                            format!("no queue bound to {exchange} for {key}: {}", returned.reply_text),
+                        ));
+                    }
+                    Confirmation::Nack(_) => {
+                        return Err(BrokerError::new(
+                            BrokerErrorKind::Rejected,
+                            format!("RabbitMQ refused a message for {exchange}/{key} (queue full or unavailable)"),
+                        ));
+                    }
+                    Confirmation::NotRequested => {
+                        return Err(BrokerError::new(BrokerErrorKind::Internal, "publishing channel lost confirm mode"));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(err) = &result
+            && matches!(
+                err.kind,
+                BrokerErrorKind::Unavailable | BrokerErrorKind::Timeout
+            )
+        {
+            self.inner.sessions.invalidate(generation).await;
+        }
+        result
+    }
+
+    async fn ensure_retry_step(&self, step: Duration) -> BrokerResult<()> {
+        if lock(&self.inner.retry_steps).contains(&step) {
+            return Ok(());
+        }
+        let channel = self.channel().await?;
+        let declared = topology::declare_retry(&channel, &self.inner.names, step).await;
+        let _ = channel.close(200, "declared".into()).await;
+        declared?;
+        lock(&self.inner.retry_steps).insert(step);
+        Ok(())
+    }
+
+    async fn settle(&self, acker: &lapin::Acker, requeue: Option<bool>) -> BrokerResult<()> {
+        let settled = match requeue {
+            None => acker.ack(BasicAckOptions::default()).await,
+            Some(requeue) => {
+                acker
+                    .nack(BasicNackOptions {
+                        requeue,
+                        multiple: false,
+                    })
+                    .await
+            }
+        };
+        match settled {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(lease_lost(
+                "delivery already settled, or its channel closed",
+            )),
+            Err(err) => Err(lease_lost(&format!(
+                "channel closed before settling: {err}"
+            ))),
+        }
+    }
+
+    fn to_delivery(
+        queue: &Arc<QueueRef>,
+        priority: clipfleet_proto::Priority,
+        delivery: lapin::message::Delivery,
+    ) -> Delivery {
+        let (headers, delivery_count) = headers::read(&delivery.properties);
+        let body = Bytes::from(delivery.data);
+        Delivery {
+            lease: Lease {
+                queue: queue.clone(),
+                token: LeaseToken::Amqp {
+                    acker: delivery.acker,
+                    routing_key: Arc::from(delivery.routing_key.as_str()),
+                    body: body.clone(),
+                    headers: headers.clone(),
+                },
+            },
+            body,
+            retries: retries_of(&headers),
+            headers,
+            delivery_count,
+            priority,
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    async fn ensure_pool(&self, pool: &PoolName, spec: PoolSpec) -> BrokerResult<()> {
+        let channel = self.channel().await?;
+        let declared = topology::declare_pool(&channel, &self.inner.names, pool, spec).await;
+        let _ = channel.close(200, "declared".into()).await;
+        declared
+    }
+
+    async fn publish(&self, topic: &Topic, message: Outgoing) -> BrokerResult<()> {
+        self.publish_all(topic, vec![message]).await
+    }
+
+    async fn publish_all(&self, topic: &Topic, messages: Vec<Outgoing>) -> BrokerResult<()> {
+        for message in &messages {
+            check_headers(&message.headers)?;
+        }
+        let names = &self.inner.names;
+        match topic {
+            Topic::Jobs(pool, priority) => {
+                self.publish_raw(
+                    &names.jobs_exchange(),
+                    &Names::jobs_key(pool, *priority),
+                    true,
+                    messages,
+                )
+                .await
+            }
+            Topic::Events => {
+                self.publish_raw(&names.events_exchange(), EVENTS_ROUTING_KEY, true, messages)
+                    .await
+            }
+            Topic::Control => {
+                self.publish_raw(
+                    &names.control_exchange(),
+                    CONTROL_ROUTING_KEY,
+                    false,
+                    messages,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn receive(&self, queue: &QueueRef, options: Receive) -> BrokerResult<Vec<Delivery>> {
+        let consumer = self.consumer(queue);
+        let deadline = tokio::time::Instant::now() + options.wait;
+        loop {
+            let arrived = consumer.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let taken = consumer.take(options.max.max(1));
+            if !taken.is_empty() {
+                return Ok(taken
+                    .into_iter()
+                    .map(|(priority, d)| AmqpBroker::to_delivery(&consumer.queue, priority, d))
+                    .collect());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                () = &mut arrived => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> BrokerResult<()> {
+        let mut lost = 0;
+        for lease in leases {
+            let (acker, ..) = amqp_parts(lease)?;
+            if self.settle(acker, None).await.is_err() {
+                lost += 1;
+            }
+        }
+        if lost > 0 {
+            return Err(lease_lost(&format!(
+                "{lost} of {} deliveries could not be acked",
+                leases.len()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn nack(&self, lease: &Lease, action: Nack) -> BrokerResult<()> {
+        let (acker, routing_key, body, headers) = amqp_parts(lease)?;
+        match action {
+            Nack::Requeue => self.settle(acker, Some(true)).await,
+            Nack::RetryAfter(delay) => {
+                if !acker.usable() {
+                    return Err(lease_lost(
+                        "delivery already settled, or its channel closed",
+                    ));
+                }
+                let step = retry_step(delay);
+                self.ensure_retry_step(step).await?;
+                let copy = Outgoing {
+                    body: body.clone(),
+                    headers: headers_for_retry(headers),
+                };
+                // Confirmed copy first, then the ack: a crash between them duplicates, never loses.
+                self.publish_raw(
+                    &self.inner.names.retry_exchange(step),
+                    routing_key,
+                    true,
+                    vec![copy],
+                )
+                .await?;
+                self.settle(acker, None).await
+            }
+        }
+    }
+
+    async fn dead_letter(&self, lease: &Lease, reason: &str) -> BrokerResult<()> {
+        if !matches!(lease.queue(), QueueRef::Jobs(_)) {
+            return Err(BrokerError::new(
+                BrokerErrorKind::Unsupported,
+                format!("{} has no dead-letter queue", lease.queue()),
+            ));
+        }
+        let (acker, routing_key, body, headers) = amqp_parts(lease)?;
+        if !acker.usable() {
+            return Err(lease_lost(
+                "delivery already settled, or its channel closed",
+            ));
+        }
+        let mut headers = headers.clone();
+        headers.insert(DEAD_REASON_HEADER.into(), reason.to_owned());
+        let letter = Outgoing {
+            body: body.clone(),
+            headers,
+        };
+        self.publish_raw(
+            &self.inner.names.dead_exchange(),
+            routing_key,
+            true,
+            vec![letter],
+        )
+        .await?;
+        self.settle(acker, None).await
+    }
+
+    async fn extend_lease(&self, lease: &Lease, _lease_for: Duration) -> BrokerResult<()> {
+        let (acker, ..) = amqp_parts(lease)?;
+        if acker.usable() {
+            Ok(())
+        } else {
+            Err(lease_lost("the delivery's channel closed"))
+        }
+    }
+
+    async fn depth(&self, queue: &QueueRef) -> BrokerResult<QueueDepth> {
+        let channel = self.channel().await?;
+        let mut ready = 0u64;
+        let mut result = Ok(());
+        for (name, _) in self.inner.names.queues_of(queue) {
+            let options = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            match channel
+                .queue_declare(name.as_str().into(), options, FieldTable::default())
+                .await
+            {
+                Ok(declared) => ready += u64::from(declared.message_count()),
+                Err(err) => {
+                    result = Err(amqp_error(&format!("depth of {name}"), &err));
+                    break;
+                }
+            }
+        }
+        let _ = channel.close(200, "queried".into()).await;
+        result.map(|()| QueueDepth {
+            ready,
+            in_flight: None,
+            delayed: None,
+        })
+    }
+
+    async fn check(&self) -> BrokerResult<()> {
+        self.inner.sessions.get().await.map(|_| ())
+    }
+
+    fn control_bus(&self) -> Option<&dyn ControlBus> {
+        Some(self)
+    }
+
+    fn admin(&self) -> Option<&dyn BrokerAdmin> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ControlBus for AmqpBroker {
+    async fn subscribe_control(&self, worker: &WorkerId) -> BrokerResult<()> {
+        let queue = QueueRef::Control(worker.clone());
+        let channel = self.channel().await?;
+        let declared = topology::declare_control(&channel, &self.inner.names, worker).await;
+        let _ = channel.close(200, "declared".into()).await;
+        declared?;
+        // Consume at once: an auto-delete queue lives as long as its consumer.
+        self.consumer(&queue);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BrokerAdmin for AmqpBroker {
+    async fn delete_pool(&self, pool: &PoolName) -> BrokerResult<()> {
+        for queue in [QueueRef::Jobs(pool.clone()), QueueRef::Dead(pool.clone())] {
+            if let Some(consumer) = lock(&self.inner.consumers).remove(&queue) {
+                consumer.stop();
+            }
+        }
+        let channel = self.channel().await?;
+        let mut result = Ok(());
+        let queues = [QueueRef::Jobs(pool.clone()), QueueRef::Dead(pool.clone())];
+        for (name, _) in queues.iter().flat_map(|q| self.inner.names.queues_of(q)) {
+            if let Err(err) = channel
+                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .await
+            {
+                result = Err(amqp_error(&format!("delete {name}"), &err));
+                break;
+            }
+        }
+        let _ = channel.close(200, "deleted".into()).await;
+        result
+    }
+
+    async fn purge(&self, queue: &QueueRef) -> BrokerResult<u64> {
+        let channel = self.channel().await?;
+        let mut purged = 0u64;
+        let mut result = Ok(());
+        for (name, _) in self.inner.names.queues_of(queue) {
+            match channel
+                .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
+                .await
+            {
+                Ok(count) => purged += u64::from(count),
+                Err(err) => {
+                    result = Err(amqp_error(&format!("purge {name}"), &err));
+                    break;
+                }
+            }
+        }
+        let _ = channel.close(200, "purged".into()).await;
+        result.map(|()| purged)
+    }
+}

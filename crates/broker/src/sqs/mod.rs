@@ -1,0 +1,757 @@
+//! `sqs://<region>`: Amazon SQS (or an emulator at `AWS_ENDPOINT_URL`) through aws-sdk-sqs.
+//!
+//! A pool is two queues (paid, free) with a redrive policy to its dead-letter queue
+//! (`maxReceiveCount` = `PoolSpec::max_deliveries`). A lease is the visibility timeout: received
+//! messages stay invisible for the lease, `extend_lease` (a heartbeat, see `LeaseHeartbeat`)
+//! pushes it out, and `nack(Requeue)` releases it to 0. A delayed retry is a new copy sent with
+//! a message delay (at most 15 minutes, SQS's limit) and the original deleted. Receives and
+//! deletes are batched within SQS's limit of 10 per call. Bodies travel base64-encoded (SQS
+//! bodies are text), headers as string message attributes. SQS has no fan-out: no control bus.
+
+mod client;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use clipfleet_proto::{PoolName, Priority};
+use tokio::time::Instant;
+
+use self::client::{Names, no_control, sqs_error};
+use crate::model::{LeaseToken, check_headers, headers_for_retry, retries_of};
+use crate::{
+    Broker, BrokerAdmin, BrokerError, BrokerErrorKind, BrokerOptions, BrokerResult,
+    DEAD_REASON_HEADER, Delivery, Headers, Lease, Nack, Outgoing, PoolSpec, PrioritySelector,
+    QueueDepth, QueueRef, Receive, Topic,
+};
+
+/// SQS's most messages per receive, send batch or delete batch.
+const BATCH_LIMIT: usize = 10;
+/// SQS's longest message delay.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+/// SQS's longest visibility timeout.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// Bytes of bodies per send batch, under SQS's 256 KiB request limit.
+const BATCH_BYTES: usize = 200 * 1024;
+
+/// An SQS broker. Clones share the client and caches.
+#[derive(Debug, Clone)]
+pub struct SqsBroker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: aws_sdk_sqs::Client,
+    names: Names,
+    /// Queue name → URL (never hard-coded: asked of SQS once).
+    urls: Mutex<HashMap<String, Arc<str>>>,
+    /// Jobs queue URL → its `maxReceiveCount`.
+    max_receives: Mutex<HashMap<Arc<str>, u32>>,
+    /// Messages received for a logical queue but not yet handed out (their visibility runs).
+    buffers: Mutex<HashMap<QueueRef, Buffer>>,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    pending: HashMap<Priority, VecDeque<(Instant, Delivery)>>,
+    selector: PrioritySelector,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn secs(duration: Duration, max: Duration) -> i32 {
+    let clamped = duration.min(max);
+    let whole = clamped.as_secs() + u64::from(clamped.subsec_nanos() > 0);
+    i32::try_from(whole).unwrap_or(i32::MAX)
+}
+
+struct SqsLease<'a> {
+    queue_url: &'a Arc<str>,
+    receipt: &'a Arc<str>,
+    settled: &'a Arc<AtomicBool>,
+    body: &'a Bytes,
+    headers: &'a Headers,
+    delivery_count: u32,
+}
+
+fn sqs_parts(lease: &Lease) -> BrokerResult<SqsLease<'_>> {
+    match &lease.token {
+        LeaseToken::Sqs {
+            queue_url,
+            receipt,
+            settled,
+            body,
+            headers,
+            delivery_count,
+        } => Ok(SqsLease {
+            queue_url,
+            receipt,
+            settled,
+            body,
+            headers,
+            delivery_count: *delivery_count,
+        }),
+        #[allow(unreachable_patterns)] // reachable when other backends are compiled in
+        _ => Err(BrokerError::new(
+            BrokerErrorKind::InvalidInput,
+            "not an sqs:// lease",
+        )),
+    }
+}
+
+fn lease_lost() -> BrokerError {
+    BrokerError::new(
+        BrokerErrorKind::LeaseLost,
+        "delivery already settled or its visibility ran out",
+    )
+}
+
+fn attributes(headers: &Headers) -> BrokerResult<HashMap<String, MessageAttributeValue>> {
+    headers
+        .iter()
+        .map(|(key, value)| {
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|err| {
+                    BrokerError::new(
+                        BrokerErrorKind::InvalidInput,
+                        format!("header {key}: {err}"),
+                    )
+                })?;
+            Ok((key.clone(), attribute))
+        })
+        .collect()
+}
+
+impl SqsBroker {
+    /// Builds the client and declares the events queue.
+    pub async fn connect(url: &str, options: BrokerOptions) -> BrokerResult<Self> {
+        options.validate()?;
+        let broker = SqsBroker {
+            inner: Arc::new(Inner {
+                client: client::client(url).await?,
+                names: Names::new(&options.namespace),
+                urls: Mutex::new(HashMap::new()),
+                max_receives: Mutex::new(HashMap::new()),
+                buffers: Mutex::new(HashMap::new()),
+            }),
+        };
+        broker
+            .create_queue(&broker.inner.names.events(), None)
+            .await?;
+        Ok(broker)
+    }
+
+    async fn create_queue(
+        &self,
+        name: &str,
+        attributes: Option<HashMap<QueueAttributeName, String>>,
+    ) -> BrokerResult<Arc<str>> {
+        Names::check_len(name)?;
+        let url = self
+            .inner
+            .client
+            .create_queue()
+            .queue_name(name)
+            .set_attributes(attributes)
+            .send()
+            .await
+            .map_err(|err| sqs_error(&format!("create queue {name}"), err))?
+            .queue_url
+            .ok_or_else(|| {
+                BrokerError::new(
+                    BrokerErrorKind::Internal,
+                    format!("no URL for queue {name}"),
+                )
+            })?;
+        let url: Arc<str> = Arc::from(url);
+        lock(&self.inner.urls).insert(name.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    async fn url(&self, name: &str) -> BrokerResult<Arc<str>> {
+        if let Some(url) = lock(&self.inner.urls).get(name) {
+            return Ok(url.clone());
+        }
+        let url = self
+            .inner
+            .client
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|err| sqs_error(&format!("find queue {name}"), err))?
+            .queue_url
+            .ok_or_else(|| {
+                BrokerError::new(BrokerErrorKind::NotFound, format!("no queue {name}"))
+            })?;
+        let url: Arc<str> = Arc::from(url);
+        lock(&self.inner.urls).insert(name.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    async fn attribute(&self, url: &str, name: QueueAttributeName) -> BrokerResult<Option<String>> {
+        let out = self
+            .inner
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(name.clone())
+            .send()
+            .await
+            .map_err(|err| sqs_error("queue attributes", err))?;
+        Ok(out.attributes.and_then(|mut map| map.remove(&name)))
+    }
+
+    /// The `maxReceiveCount` of a jobs queue (cached; read from its redrive policy).
+    async fn max_receives(&self, url: &Arc<str>) -> BrokerResult<Option<u32>> {
+        if let Some(max) = lock(&self.inner.max_receives).get(url) {
+            return Ok(Some(*max));
+        }
+        let policy = self
+            .attribute(url, QueueAttributeName::RedrivePolicy)
+            .await?;
+        let max = policy.as_deref().and_then(|text| {
+            let start = text.find("maxReceiveCount")?;
+            let digits: String = text[start..]
+                .chars()
+                .skip_while(|c| !c.is_ascii_digit())
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        });
+        if let Some(max) = max {
+            lock(&self.inner.max_receives).insert(url.clone(), max);
+        }
+        Ok(max)
+    }
+
+    async fn send_batch(
+        &self,
+        url: &str,
+        messages: &[Outgoing],
+        delay: Option<i32>,
+    ) -> BrokerResult<()> {
+        let mut start = 0;
+        while start < messages.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < messages.len()
+                && end - start < BATCH_LIMIT
+                && (end == start || bytes + messages[end].body.len() * 4 / 3 < BATCH_BYTES)
+            {
+                bytes += messages[end].body.len() * 4 / 3;
+                end += 1;
+            }
+            let entries = messages[start..end]
+                .iter()
+                .enumerate()
+                .map(|(i, message)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(BASE64.encode(&message.body))
+                        .set_message_attributes(
+                            Some(attributes(&message.headers)?).filter(|a| !a.is_empty()),
+                        )
+                        .set_delay_seconds(delay)
+                        .build()
+                        .map_err(|err| {
+                            BrokerError::new(BrokerErrorKind::InvalidInput, err.to_string())
+                        })
+                })
+                .collect::<BrokerResult<Vec<_>>>()?;
+            let out = self
+                .inner
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|err| sqs_error("send messages", err))?;
+            if let Some(failed) = out.failed.first() {
+                let kind = if failed.sender_fault {
+                    BrokerErrorKind::InvalidInput
+                } else {
+                    BrokerErrorKind::Rejected
+                };
+                return Err(BrokerError::new(
+                    kind,
+                    format!(
+                        "SQS refused {} of {} messages: {} {}",
+                        out.failed.len(),
+                        end - start,
+                        failed.code,
+                        failed.message.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn delete_one(&self, lease: &SqsLease<'_>) -> BrokerResult<()> {
+        self.inner
+            .client
+            .delete_message()
+            .queue_url(lease.queue_url.as_ref())
+            .receipt_handle(lease.receipt.as_ref())
+            .send()
+            .await
+            .map_err(|err| sqs_error("delete message", err))?;
+        lease.settled.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn change_visibility(&self, lease: &SqsLease<'_>, timeout: i32) -> BrokerResult<()> {
+        self.inner
+            .client
+            .change_message_visibility()
+            .queue_url(lease.queue_url.as_ref())
+            .receipt_handle(lease.receipt.as_ref())
+            .visibility_timeout(timeout)
+            .send()
+            .await
+            .map_err(|err| sqs_error("change visibility", err))
+            .map(|_| ())
+    }
+
+    /// Receives up to 10 messages from one physical queue into deliveries.
+    async fn fetch(
+        &self,
+        queue: &Arc<QueueRef>,
+        url: &Arc<str>,
+        priority: Priority,
+        lease: Duration,
+        wait: Duration,
+    ) -> BrokerResult<Vec<Delivery>> {
+        let out = self
+            .inner
+            .client
+            .receive_message()
+            .queue_url(url.as_ref())
+            .max_number_of_messages(BATCH_LIMIT as i32)
+            .visibility_timeout(secs(lease, MAX_VISIBILITY))
+            .wait_time_seconds(secs(wait, Duration::from_secs(20)).min(20))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|err| sqs_error("receive", err))?;
+        let dead_queue = matches!(queue.as_ref(), QueueRef::Dead(_));
+
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|message| {
+                let receipt: Arc<str> = Arc::from(message.receipt_handle?);
+                let text = message.body.unwrap_or_default();
+                // Ours are base64; a foreign producer's raw text is kept as is (and then fails
+                // to decode as a message, and is dead-lettered as undecodable).
+                let body = Bytes::from(BASE64.decode(&text).unwrap_or_else(|_| text.into_bytes()));
+                let mut headers: Headers = message
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v.string_value?)))
+                    .collect();
+                if dead_queue {
+                    // Moved by the redrive policy: SQS records no reason, the limit is the reason.
+                    headers
+                        .entry(DEAD_REASON_HEADER.into())
+                        .or_insert_with(|| "delivery_limit".into());
+                }
+                let delivery_count = message
+                    .attributes
+                    .and_then(|a| {
+                        a.get(&MessageSystemAttributeName::ApproximateReceiveCount)
+                            .and_then(|c| c.parse().ok())
+                    })
+                    .unwrap_or(1);
+                Some(Delivery {
+                    lease: Lease {
+                        queue: queue.clone(),
+                        token: LeaseToken::Sqs {
+                            queue_url: url.clone(),
+                            receipt,
+                            settled: Arc::new(AtomicBool::new(false)),
+                            body: body.clone(),
+                            headers: headers.clone(),
+                            delivery_count,
+                        },
+                    },
+                    body,
+                    retries: retries_of(&headers),
+                    headers,
+                    delivery_count,
+                    priority,
+                })
+            })
+            .collect())
+    }
+
+    /// Hands out buffered deliveries, paid before free, extending the lease of any that waited.
+    async fn take_buffered(&self, queue: &QueueRef, max: usize, lease: Duration) -> Vec<Delivery> {
+        let now = Instant::now();
+        let mut taken = Vec::new();
+        {
+            let mut buffers = lock(&self.inner.buffers);
+            let Some(buffer) = buffers.get_mut(queue) else {
+                return Vec::new();
+            };
+            // A delivery whose visibility is nearly out is SQS's again: forget it.
+            let margin = (lease / 4).min(Duration::from_secs(1));
+            for lane in buffer.pending.values_mut() {
+                lane.retain(|(at, _)| now.duration_since(*at) + margin < lease);
+            }
+            while taken.len() < max {
+                let ready = |p: Priority| buffer.pending.get(&p).is_some_and(|l| !l.is_empty());
+                let (paid, free) = (ready(Priority::Paid), ready(Priority::Free));
+                let Some(class) = buffer.selector.pick(paid, free) else {
+                    break;
+                };
+                if let Some(entry) = buffer.pending.get_mut(&class).and_then(VecDeque::pop_front) {
+                    taken.push(entry);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(taken.len());
+        for (received_at, delivery) in taken {
+            if now.duration_since(received_at) > Duration::from_millis(500) {
+                let Ok(parts) = sqs_parts(&delivery.lease) else {
+                    continue;
+                };
+                if self
+                    .change_visibility(&parts, secs(lease, MAX_VISIBILITY))
+                    .await
+                    .is_err()
+                {
+                    continue; // lost meanwhile: SQS redelivers it
+                }
+            }
+            out.push(delivery);
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Broker for SqsBroker {
+    async fn ensure_pool(&self, pool: &PoolName, spec: PoolSpec) -> BrokerResult<()> {
+        if spec.max_deliveries == 0 {
+            return Err(BrokerError::new(
+                BrokerErrorKind::InvalidInput,
+                "max_deliveries must be positive",
+            ));
+        }
+        let names = &self.inner.names;
+        let dead_url = self.create_queue(&names.dead(pool), None).await?;
+        let arn = self
+            .attribute(&dead_url, QueueAttributeName::QueueArn)
+            .await?
+            .ok_or_else(|| {
+                BrokerError::new(BrokerErrorKind::Internal, "dead-letter queue has no ARN")
+            })?;
+        let policy = format!(
+            r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{}"}}"#,
+            spec.max_deliveries
+        );
+        for priority in [Priority::Free, Priority::Paid] {
+            let attributes = HashMap::from([(QueueAttributeName::RedrivePolicy, policy.clone())]);
+            let url = self
+                .create_queue(&names.jobs(pool, priority), Some(attributes))
+                .await?;
+            lock(&self.inner.max_receives).insert(url, spec.max_deliveries);
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &Topic, message: Outgoing) -> BrokerResult<()> {
+        self.publish_all(topic, vec![message]).await
+    }
+
+    async fn publish_all(&self, topic: &Topic, messages: Vec<Outgoing>) -> BrokerResult<()> {
+        for message in &messages {
+            check_headers(&message.headers)?;
+        }
+        let name = match topic {
+            Topic::Jobs(pool, priority) => self.inner.names.jobs(pool, *priority),
+            Topic::Events => self.inner.names.events(),
+            Topic::Control => return Err(no_control()),
+        };
+        let url = self.url(&name).await?;
+        self.send_batch(&url, &messages, None).await
+    }
+
+    async fn receive(&self, queue: &QueueRef, options: Receive) -> BrokerResult<Vec<Delivery>> {
+        let lanes = self.inner.names.queues_of(queue)?;
+        let mut urls = Vec::with_capacity(lanes.len());
+        for (name, priority) in lanes {
+            urls.push((self.url(&name).await?, priority));
+        }
+        let shared = Arc::new(queue.clone());
+        let max = options.max.max(1);
+        let deadline = Instant::now() + options.wait;
+        loop {
+            let taken = self.take_buffered(queue, max, options.lease).await;
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            let mut fetched = 0;
+            for (index, (url, priority)) in urls.iter().enumerate() {
+                // Long-poll only the last lane, only when the others had nothing (a wait would age
+                // what they returned), and briefly, so a paid arrival waits a second at most.
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let wait = if fetched == 0 && index + 1 == urls.len() {
+                    remaining.min(Duration::from_secs(1))
+                } else {
+                    Duration::ZERO
+                };
+                let deliveries = self
+                    .fetch(&shared, url, *priority, options.lease, wait)
+                    .await?;
+                fetched += deliveries.len();
+                let now = Instant::now();
+                let mut buffers = lock(&self.inner.buffers);
+                let lane = buffers
+                    .entry(queue.clone())
+                    .or_default()
+                    .pending
+                    .entry(*priority)
+                    .or_default();
+                lane.extend(deliveries.into_iter().map(|d| (now, d)));
+            }
+            if fetched == 0 && Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ack(&self, leases: &[Lease]) -> BrokerResult<()> {
+        let mut lost = 0;
+        let mut by_queue: HashMap<&str, Vec<SqsLease<'_>>> = HashMap::new();
+        for lease in leases {
+            let parts = sqs_parts(lease)?;
+            if parts.settled.swap(true, Ordering::SeqCst) {
+                lost += 1;
+            } else {
+                by_queue
+                    .entry(parts.queue_url.as_ref())
+                    .or_default()
+                    .push(parts);
+            }
+        }
+        for (url, parts) in by_queue {
+            for chunk in parts.chunks(BATCH_LIMIT) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(p.receipt.as_ref())
+                            .build()
+                            .map_err(|err| {
+                                BrokerError::new(BrokerErrorKind::InvalidInput, err.to_string())
+                            })
+                    })
+                    .collect::<BrokerResult<Vec<_>>>()?;
+                let out = self
+                    .inner
+                    .client
+                    .delete_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|err| sqs_error("delete messages", err))?;
+                lost += out.failed.len();
+            }
+        }
+        if lost > 0 {
+            return Err(BrokerError::new(
+                BrokerErrorKind::LeaseLost,
+                format!(
+                    "{lost} of {} deliveries were already settled or their visibility ran out",
+                    leases.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn nack(&self, lease: &Lease, action: Nack) -> BrokerResult<()> {
+        let parts = sqs_parts(lease)?;
+        if parts.settled.load(Ordering::SeqCst) {
+            return Err(lease_lost());
+        }
+        match action {
+            Nack::Requeue => {
+                let limit = match lease.queue() {
+                    QueueRef::Jobs(_) => self.max_receives(parts.queue_url).await?,
+                    _ => None,
+                };
+                if limit.is_some_and(|max| parts.delivery_count >= max) {
+                    // SQS would move it only at some later receive; the contract says now.
+                    return self.dead_letter(lease, "delivery_limit").await;
+                }
+                self.change_visibility(&parts, 0).await?;
+                parts.settled.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Nack::RetryAfter(delay) => {
+                let copy = Outgoing {
+                    body: parts.body.clone(),
+                    headers: headers_for_retry(parts.headers),
+                };
+                // Confirmed copy first, then the delete: a crash between them duplicates, never loses.
+                self.send_batch(parts.queue_url, &[copy], Some(secs(delay, MAX_DELAY)))
+                    .await?;
+                self.delete_one(&parts).await
+            }
+        }
+    }
+
+    async fn dead_letter(&self, lease: &Lease, reason: &str) -> BrokerResult<()> {
+        let QueueRef::Jobs(pool) = lease.queue() else {
+            return Err(BrokerError::new(
+                BrokerErrorKind::Unsupported,
+                format!("{} has no dead-letter queue", lease.queue()),
+            ));
+        };
+        let parts = sqs_parts(lease)?;
+        if parts.settled.load(Ordering::SeqCst) {
+            return Err(lease_lost());
+        }
+        let mut headers = parts.headers.clone();
+        headers.insert(DEAD_REASON_HEADER.into(), reason.to_owned());
+        let dead_url = self.url(&self.inner.names.dead(pool)).await?;
+        self.send_batch(
+            &dead_url,
+            &[Outgoing {
+                body: parts.body.clone(),
+                headers,
+            }],
+            None,
+        )
+        .await?;
+        self.delete_one(&parts).await
+    }
+
+    async fn extend_lease(&self, lease: &Lease, lease_for: Duration) -> BrokerResult<()> {
+        let parts = sqs_parts(lease)?;
+        if parts.settled.load(Ordering::SeqCst) {
+            return Err(lease_lost());
+        }
+        self.change_visibility(&parts, secs(lease_for, MAX_VISIBILITY))
+            .await
+    }
+
+    async fn depth(&self, queue: &QueueRef) -> BrokerResult<QueueDepth> {
+        let mut depth = QueueDepth {
+            ready: 0,
+            in_flight: Some(0),
+            delayed: Some(0),
+        };
+        for (name, _) in self.inner.names.queues_of(queue)? {
+            let url = self.url(&name).await?;
+            let out = self
+                .inner
+                .client
+                .get_queue_attributes()
+                .queue_url(url.as_ref())
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await
+                .map_err(|err| sqs_error(&format!("depth of {name}"), err))?;
+            let attrs = out.attributes.unwrap_or_default();
+            let get = |key: QueueAttributeName| {
+                attrs
+                    .get(&key)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            depth.ready += get(QueueAttributeName::ApproximateNumberOfMessages);
+            depth.in_flight = depth
+                .in_flight
+                .map(|n| n + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible));
+            depth.delayed = depth
+                .delayed
+                .map(|n| n + get(QueueAttributeName::ApproximateNumberOfMessagesDelayed));
+        }
+        Ok(depth)
+    }
+
+    async fn check(&self) -> BrokerResult<()> {
+        self.url(&self.inner.names.events()).await.map(|_| ())
+    }
+
+    fn admin(&self) -> Option<&dyn BrokerAdmin> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl BrokerAdmin for SqsBroker {
+    async fn delete_pool(&self, pool: &PoolName) -> BrokerResult<()> {
+        let names = &self.inner.names;
+        for queue in [QueueRef::Jobs(pool.clone()), QueueRef::Dead(pool.clone())] {
+            lock(&self.inner.buffers).remove(&queue);
+        }
+        for name in [
+            names.jobs(pool, Priority::Free),
+            names.jobs(pool, Priority::Paid),
+            names.dead(pool),
+        ] {
+            let url = match self.url(&name).await {
+                Ok(url) => url,
+                Err(err) if err.kind == BrokerErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            self.inner
+                .client
+                .delete_queue()
+                .queue_url(url.as_ref())
+                .send()
+                .await
+                .map_err(|err| sqs_error(&format!("delete {name}"), err))?;
+            lock(&self.inner.urls).remove(&name);
+            lock(&self.inner.max_receives).remove(&url);
+        }
+        Ok(())
+    }
+
+    async fn purge(&self, queue: &QueueRef) -> BrokerResult<u64> {
+        let before = self.depth(queue).await?.ready;
+        lock(&self.inner.buffers).remove(queue);
+        for (name, _) in self.inner.names.queues_of(queue)? {
+            let url = self.url(&name).await?;
+            self.inner
+                .client
+                .purge_queue()
+                .queue_url(url.as_ref())
+                .send()
+                .await
+                .map_err(|err| sqs_error(&format!("purge {name}"), err))?;
+        }
+        Ok(before)
+    }
+}
