@@ -84,3 +84,70 @@ impl Drop for LeaseHeartbeat {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{InMemoryBroker, Outgoing, PoolSpec, Topic};
+    use clipfleet_proto::{PoolName, Priority};
+
+    async fn one_delivery(broker: &InMemoryBroker, lease: Duration) -> (QueueRef, Delivery) {
+        let pool = PoolName::new("heartbeat").expect("pool");
+        broker
+            .ensure_pool(&pool, PoolSpec::default())
+            .await
+            .expect("pool");
+        let topic = Topic::Jobs(pool.clone(), Priority::Free);
+        broker
+            .publish(&topic, Outgoing::new(&b"long job"[..]))
+            .await
+            .expect("publish");
+        let queue = QueueRef::Jobs(pool);
+        let mut got = broker
+            .receive(&queue, Receive::new(1, lease, Duration::ZERO))
+            .await
+            .expect("receive");
+        (queue, got.pop().expect("a delivery"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_keeps_the_lease_until_dropped() {
+        let broker = InMemoryBroker::new();
+        let lease_for = Duration::from_secs(3);
+        let (queue, delivery) = one_delivery(&broker, lease_for).await;
+        let heartbeat =
+            LeaseHeartbeat::start(Arc::new(broker.clone()), delivery.lease.clone(), lease_for);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let stolen = broker
+            .receive(&queue, Receive::new(1, lease_for, Duration::ZERO))
+            .await
+            .expect("receive");
+        assert!(stolen.is_empty(), "redelivered while the heartbeat ran");
+        assert!(!heartbeat.is_lost());
+        drop(heartbeat);
+        tokio::time::sleep(lease_for + Duration::from_secs(1)).await;
+        let again = broker
+            .receive(&queue, Receive::new(1, lease_for, Duration::ZERO))
+            .await
+            .expect("receive");
+        assert_eq!(
+            again.first().map(|d| d.delivery_count),
+            Some(2),
+            "not redelivered after the heartbeat stopped"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_reports_a_lost_lease() {
+        let broker = InMemoryBroker::new();
+        let lease_for = Duration::from_secs(3);
+        let (_, delivery) = one_delivery(&broker, lease_for).await;
+        broker
+            .ack(std::slice::from_ref(&delivery.lease))
+            .await
+            .expect("ack");
+        let heartbeat = LeaseHeartbeat::start(Arc::new(broker), delivery.lease, lease_for);
+        tokio::time::sleep(lease_for).await;
+        assert!(heartbeat.is_lost());
+    }
+}

@@ -3,7 +3,12 @@
 //! stepping on each other.
 //!
 //! The services themselves are started by `scripts/services.sh` (RabbitMQ, PostgreSQL, the S3
-//! and SQS emulator); tests never start or stop shared services.
+//! and SQS emulator); tests never start or stop shared services. A test that must stop its
+//! broker starts a [`PrivateRabbit`] of its own.
+
+mod rabbit;
+
+pub use rabbit::PrivateRabbit;
 
 /// AMQP URL of the RabbitMQ used by tests (`CLIPFLEET_TEST_AMQP_URL`).
 pub fn amqp_url() -> String {

@@ -1,0 +1,204 @@
+//! Fault behaviour on real RabbitMQ: a broker stopped and started under a running publisher and
+//! consumer (on a private node, so the shared broker stays up for every other test), and a
+//! consumer cancelled by the broker.
+#![cfg(feature = "amqp")]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use clipfleet_broker::{
+    AmqpBroker, Broker, BrokerOptions, Outgoing, PoolSpec, QueueRef, Receive, Topic,
+};
+use clipfleet_proto::{JobId, PoolName, Priority};
+use clipfleet_testkit::PrivateRabbit;
+
+fn options() -> BrokerOptions {
+    BrokerOptions {
+        namespace: "clipfleet-test".into(),
+        // Shorter than the outage below: publishes during it must fail visibly, not just wait.
+        op_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(500),
+        ..BrokerOptions::default()
+    }
+}
+
+fn unique_pool() -> PoolName {
+    PoolName::new(format!(
+        "f-{}",
+        JobId::generate().to_string().to_ascii_lowercase()
+    ))
+    .expect("pool")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_loses_no_confirmed_message() -> anyhow::Result<()> {
+    let rabbit = Arc::new(
+        tokio::task::spawn_blocking(PrivateRabbit::start)
+            .await?
+            .context("start a private RabbitMQ")?,
+    );
+    let broker = AmqpBroker::connect(&rabbit.url(), options())
+        .await
+        .context("connect")?;
+    let pool = unique_pool();
+    broker
+        .ensure_pool(&pool, PoolSpec::default())
+        .await
+        .context("ensure_pool")?;
+
+    const TOTAL: usize = 300;
+    let confirmed = Arc::new(Mutex::new(BTreeSet::new()));
+    let received = Arc::new(Mutex::new(BTreeSet::new()));
+    let publish_errors = Arc::new(Mutex::new(0usize));
+
+    let publisher = {
+        let (broker, pool) = (broker.clone(), pool.clone());
+        let (confirmed, errors) = (confirmed.clone(), publish_errors.clone());
+        tokio::spawn(async move {
+            for i in 0..TOTAL {
+                // Retry each message until the broker confirms it: errors are visible, never silent.
+                loop {
+                    let message = Outgoing::new(format!("m{i:04}").into_bytes());
+                    match broker
+                        .publish(&Topic::Jobs(pool.clone(), Priority::Free), message)
+                        .await
+                    {
+                        Ok(()) => {
+                            confirmed.lock().expect("lock").insert(i);
+                            break;
+                        }
+                        Err(_) => {
+                            *errors.lock().expect("lock") += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let consumer = {
+        let (broker, pool, received) = (broker.clone(), pool.clone(), received.clone());
+        tokio::spawn(async move {
+            let queue = QueueRef::Jobs(pool);
+            loop {
+                let Ok(batch) = broker
+                    .receive(
+                        &queue,
+                        Receive::new(50, Duration::from_secs(30), Duration::from_millis(200)),
+                    )
+                    .await
+                else {
+                    continue;
+                };
+                let leases: Vec<_> = batch.iter().map(|d| d.lease.clone()).collect();
+                // An ack lost to the outage only means a redelivery, which the set absorbs.
+                if broker.ack(&leases).await.is_ok() {
+                    let mut seen = received.lock().expect("lock");
+                    for delivery in &batch {
+                        seen.insert(String::from_utf8_lossy(&delivery.body).into_owned());
+                    }
+                }
+            }
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before_outage = received.lock().expect("lock").len();
+    let outage = rabbit.clone();
+    tokio::task::spawn_blocking(move || outage.stop_app())
+        .await?
+        .context("stop RabbitMQ")?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let restart = rabbit.clone();
+    tokio::task::spawn_blocking(move || restart.start_app())
+        .await?
+        .context("start RabbitMQ")?;
+
+    tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .context("publisher never finished")??;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = received.lock().expect("lock").len();
+        if got >= TOTAL || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.abort();
+
+    let confirmed = confirmed.lock().expect("lock").clone();
+    let received = received.lock().expect("lock").clone();
+    let errors = *publish_errors.lock().expect("lock");
+    ensure!(
+        confirmed.len() == TOTAL,
+        "only {} of {TOTAL} confirmed",
+        confirmed.len()
+    );
+    ensure!(errors > 0, "the publisher never noticed the outage");
+    ensure!(before_outage > 0, "nothing was consumed before the outage");
+    let missing: Vec<_> = confirmed
+        .iter()
+        .map(|i| format!("m{i:04}"))
+        .filter(|m| !received.contains(m))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "{} confirmed messages never delivered: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    broker.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn consumer_resumes_after_basic_cancel() -> anyhow::Result<()> {
+    let broker = AmqpBroker::connect(&clipfleet_testkit::amqp_url(), options())
+        .await
+        .context("connect")?;
+    let pool = unique_pool();
+    broker.ensure_pool(&pool, PoolSpec::default()).await?;
+    let queue = QueueRef::Jobs(pool.clone());
+    let topic = Topic::Jobs(pool.clone(), Priority::Free);
+    broker
+        .publish(&topic, Outgoing::new(&b"before"[..]))
+        .await?;
+    let got = broker
+        .receive(
+            &queue,
+            Receive::new(1, Duration::from_secs(30), Duration::from_secs(5)),
+        )
+        .await?;
+    ensure!(got.len() == 1, "nothing before the cancel");
+    broker.ack(&[got[0].lease.clone()]).await?;
+    // Deleting the queue under the consumer makes RabbitMQ send basic.cancel.
+    let admin = broker.admin().context("admin")?;
+    admin.delete_pool(&pool).await.context("delete pool")?;
+    broker
+        .ensure_pool(&pool, PoolSpec::default())
+        .await
+        .context("recreate pool")?;
+    broker.publish(&topic, Outgoing::new(&b"after"[..])).await?;
+    let mut after = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while after.is_empty() && tokio::time::Instant::now() < deadline {
+        after = broker
+            .receive(
+                &queue,
+                Receive::new(1, Duration::from_secs(30), Duration::from_secs(1)),
+            )
+            .await?;
+    }
+    ensure!(
+        after.first().is_some_and(|d| &d.body[..] == b"after"),
+        "consumer did not resume after basic.cancel"
+    );
+    broker.ack(&[after[0].lease.clone()]).await?;
+    admin.delete_pool(&pool).await?;
+    Ok(())
+}
