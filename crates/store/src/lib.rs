@@ -29,7 +29,7 @@ pub mod testsuite;
 
 pub use api::{
     ByteStream, DeleteFailure, DeleteReport, ListPage, MAX_LIST_PAGE, ObjectMeta, ObjectStore,
-    body_from_bytes, body_from_stream, list_all, read_to_end,
+    SecretBuffer, body_from_bytes, body_from_stream, list_all, read_to_end,
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use fs::LocalFileObjectStore;

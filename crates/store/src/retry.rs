@@ -30,6 +30,8 @@ impl Default for RetryPolicy {
     }
 }
 
+// Only the S3 backend retries; without it the policy is a plain value.
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 impl RetryPolicy {
     /// The wait before attempt `attempt + 1` (after `attempt` failures): half the exponential
     /// backoff fixed, half random, so many clients throttled at once do not retry in step.

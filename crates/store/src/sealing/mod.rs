@@ -101,9 +101,11 @@ async fn read_header(body: &mut ByteStream) -> Result<(Header, Bytes, Bytes), St
         };
         let chunk = chunk?;
         if head.is_empty() {
-            // Usual case: the first chunk holds the whole header; no copy of the rest.
+            // Usual case: the first chunk holds the whole header. Copy the (small) header so
+            // the rest stays the only reference to its buffer and can be opened in place.
             if let Some((header, len)) = Header::parse(&chunk)? {
-                return Ok((header, chunk.slice(..len), chunk.slice(len..)));
+                let header_bytes = Bytes::copy_from_slice(&chunk[..len]);
+                return Ok((header, header_bytes, chunk.slice(len..)));
             }
         }
         head.extend_from_slice(&chunk);
