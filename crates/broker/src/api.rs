@@ -31,7 +31,9 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     async fn ensure_pool(&self, pool: &PoolName, spec: PoolSpec) -> BrokerResult<()>;
 
     /// Publishes one message; returns once the broker confirmed it durably.
-    async fn publish(&self, topic: &Topic, message: Outgoing) -> BrokerResult<()>;
+    async fn publish(&self, topic: &Topic, message: Outgoing) -> BrokerResult<()> {
+        self.publish_all(topic, vec![message]).await
+    }
 
     /// Publishes several messages; returns once every one is confirmed. Backends pipeline the
     /// confirms, so this is much faster than calling `publish` in a loop.

@@ -289,19 +289,10 @@ fn slot_of(topic: &Topic) -> Slot {
 #[async_trait]
 impl Broker for InMemoryBroker {
     async fn ensure_pool(&self, pool: &PoolName, spec: PoolSpec) -> BrokerResult<()> {
-        if spec.max_deliveries == 0 {
-            return Err(BrokerError::new(
-                BrokerErrorKind::InvalidInput,
-                "max_deliveries must be positive",
-            ));
-        }
+        let spec = spec.validate()?;
         let mut state = self.lock();
         state.pools.entry(pool.clone()).or_default().spec = spec;
         Ok(())
-    }
-
-    async fn publish(&self, topic: &Topic, message: Outgoing) -> BrokerResult<()> {
-        self.publish_all(topic, vec![message]).await
     }
 
     async fn publish_all(&self, topic: &Topic, messages: Vec<Outgoing>) -> BrokerResult<()> {

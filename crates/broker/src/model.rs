@@ -65,6 +65,19 @@ pub struct PoolSpec {
     pub max_deliveries: u32,
 }
 
+impl PoolSpec {
+    /// Refuses a spec no backend can honour.
+    pub(crate) fn validate(self) -> crate::BrokerResult<Self> {
+        if self.max_deliveries == 0 {
+            return Err(crate::BrokerError::new(
+                crate::BrokerErrorKind::InvalidInput,
+                "max_deliveries must be positive",
+            ));
+        }
+        Ok(self)
+    }
+}
+
 impl Default for PoolSpec {
     fn default() -> Self {
         PoolSpec { max_deliveries: 5 }

@@ -285,10 +285,6 @@ impl Broker for AmqpBroker {
         declared
     }
 
-    async fn publish(&self, topic: &Topic, message: Outgoing) -> BrokerResult<()> {
-        self.publish_all(topic, vec![message]).await
-    }
-
     async fn publish_all(&self, topic: &Topic, messages: Vec<Outgoing>) -> BrokerResult<()> {
         for message in &messages {
             check_headers(&message.headers)?;

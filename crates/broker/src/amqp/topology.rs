@@ -10,7 +10,7 @@ use lapin::{Channel, ExchangeKind};
 
 use super::names::Names;
 use super::session::amqp_error;
-use crate::{BrokerError, BrokerErrorKind, BrokerResult, PoolSpec};
+use crate::{BrokerErrorKind, BrokerResult, PoolSpec};
 
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
@@ -90,12 +90,7 @@ pub(crate) async fn declare_pool(
     pool: &PoolName,
     spec: PoolSpec,
 ) -> BrokerResult<()> {
-    if spec.max_deliveries == 0 {
-        return Err(BrokerError::new(
-            BrokerErrorKind::InvalidInput,
-            "max_deliveries must be positive",
-        ));
-    }
+    let spec = spec.validate()?;
     let dead = names.dead_queue(pool);
     queue(channel, &dead, true, quorum_args()).await?;
     for priority in [Priority::Free, Priority::Paid] {

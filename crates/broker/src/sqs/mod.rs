@@ -117,12 +117,7 @@ impl SqsBroker {
 #[async_trait]
 impl Broker for SqsBroker {
     async fn ensure_pool(&self, pool: &PoolName, spec: PoolSpec) -> BrokerResult<()> {
-        if spec.max_deliveries == 0 {
-            return Err(BrokerError::new(
-                BrokerErrorKind::InvalidInput,
-                "max_deliveries must be positive",
-            ));
-        }
+        let spec = spec.validate()?;
         let names = &self.inner.names;
         let dead_url = self.create_queue(&names.dead(pool), None).await?;
         let arn = self
@@ -143,10 +138,6 @@ impl Broker for SqsBroker {
             lock(&self.inner.max_receives).insert(url, spec.max_deliveries);
         }
         Ok(())
-    }
-
-    async fn publish(&self, topic: &Topic, message: Outgoing) -> BrokerResult<()> {
-        self.publish_all(topic, vec![message]).await
     }
 
     async fn publish_all(&self, topic: &Topic, messages: Vec<Outgoing>) -> BrokerResult<()> {

@@ -487,13 +487,18 @@ pub async fn undecodable_bodies_are_dead_lettered(fx: &dyn Fixture) -> anyhow::R
         let queue = QueueRef::Jobs(pool.clone());
         let mut decoded = Vec::new();
         let deadline = tokio::time::Instant::now() + fx.patience();
-        while decoded.is_empty() && tokio::time::Instant::now() < deadline {
+        // Keep receiving until the queue is drained: the bad bodies are dealt with inside
+        // `receive_decoded`, whichever batch they arrive in.
+        while tokio::time::Instant::now() < deadline {
             let options = Receive::new(10, fx.lease(), Duration::from_secs(1));
-            decoded.extend(
-                receive_decoded::<GenerateJob>(broker, &queue, options)
-                    .await
-                    .context("receive_decoded")?,
-            );
+            let got = receive_decoded::<GenerateJob>(broker, &queue, options)
+                .await
+                .context("receive_decoded")?;
+            let drained = got.is_empty() && !decoded.is_empty();
+            decoded.extend(got);
+            if drained && broker.depth(&queue).await.context("depth")?.ready == 0 {
+                break;
+            }
         }
         ensure!(decoded.len() == 1, "decoded {} jobs", decoded.len());
         ensure!(decoded[0].1 == good, "the good job changed on the way");
