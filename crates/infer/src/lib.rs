@@ -1,21 +1,34 @@
 //! The inference engine: TorchScript image-to-video models on libtorch through `tch`, on CUDA
 //! when the node has it and on the CPU everywhere else.
 //!
-//! A model is a TorchScript module with the contract
-//! `forward(image: float32[B, 3, H, W] in [0, 1]) -> float32[B, T, 3, H, W] in [0, 1]`.
-//! This crate builds on its own (tch and a few small crates, no AWS SDK, no broker) so it can be
-//! vendored onto a GPU node that reaches no registry; see `docs/CUDA-NODES.md`.
+//! A fleet model keeps the contract
+//! `forward(image: float32[B, 3, H, W] in [0, 1], params: float32[B, 4], frames: int) ->
+//! float32[B, frames, 3, H, W] in [0, 1]` (`models/README.md`); the models a worker serves are
+//! listed in `models/manifest.toml`. This crate builds on its own (tch and a few small crates,
+//! no AWS SDK, no broker) so it can be vendored onto a GPU node that reaches no registry; see
+//! `docs/CUDA-NODES.md`.
 //!
 //! Modules:
-//! - `model`: [`VideoModel`], loading a module onto a device and running a batch through it.
-//! - `frames`: [`RgbFrame`], conversions between 8-bit RGB pixels and model tensors.
+//! - `manifest`: [`Manifest`] and [`ModelSpec`], the models file.
+//! - `registry`: [`ModelRegistry`], every model loaded, checksum-verified and warmed up.
+//! - `engine`: [`Engine`], the inference thread with dynamic batching.
+//! - `split`: halving a failed batch so each job keeps its own result.
+//! - `model`: [`VideoModel`], one module on one device, contract-checked both ways.
+//! - `frames`: [`RgbFrame`], conversions between 8-bit RGB pixels and tensors.
 //! - `error`: [`InferError`] and its [`InferErrorKind`]; tch errors are classified in one place.
 
+mod engine;
 mod error;
 mod frames;
+mod manifest;
 mod model;
+mod registry;
+mod split;
 
+pub use engine::{Engine, EngineConfig, EngineStats, GenerateRequest, MAX_BATCH_LIMIT};
 pub use error::{InferError, InferErrorKind};
 pub use frames::{RgbFrame, frames_to_batch, video_to_frames};
-pub use model::VideoModel;
+pub use manifest::{BatchLimits, InputSize, MANIFEST_VERSION, Manifest, ModelDtype, ModelSpec};
+pub use model::{PARAMS_LEN, VideoModel};
+pub use registry::{LoadedModel, ModelRegistry};
 pub use tch::Device;

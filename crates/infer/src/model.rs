@@ -2,37 +2,70 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::{CModule, Device, Kind, Tensor};
+use tch::{CModule, Device, IValue, Kind, Tensor};
 
+use crate::manifest::ModelDtype;
 use crate::{InferError, InferErrorKind};
 
-/// A loaded model. `forward` takes `float32[B, 3, H, W]` in [0, 1] and must return
-/// `float32[B, T, 3, H, W]`; both ends of that contract are checked on every call, so a broken
-/// model is a typed error, not a garbled video.
+/// Values per job in the `params` input of a fleet model: motion id, strength, seed, reserved
+/// (see `models/README.md`).
+pub const PARAMS_LEN: usize = 4;
+
+/// A loaded model. Both ends of its contract are checked on every call, so a broken model is a
+/// typed error, not a garbled video.
+///
+/// Fleet models (the manifest's) take `forward(image[B,3,H,W], params[B,4], frames) ->
+/// video[B,frames,3,H,W]` ([`VideoModel::generate`]); the reference model of the libtorch
+/// chain test takes the image alone ([`VideoModel::render`]).
 #[derive(Debug)]
 pub struct VideoModel {
     module: CModule,
     device: Device,
+    dtype: ModelDtype,
     /// Where it was loaded from, for errors and logs.
     path: PathBuf,
+}
+
+fn load_error(path: &Path, err: tch::TchError) -> InferError {
+    InferError::from_tch(
+        &format!("load {}", path.display()),
+        err,
+        InferErrorKind::ModelLoad,
+    )
 }
 
 impl VideoModel {
     /// Loads the TorchScript file at `path` onto `device`, in inference mode.
     pub fn load(path: &Path, device: Device) -> Result<Self, InferError> {
-        let mut module = CModule::load_on_device(path, device).map_err(|err| {
-            InferError::from_tch(
-                &format!("load {}", path.display()),
-                err,
-                InferErrorKind::ModelLoad,
-            )
-        })?;
+        let module = CModule::load_on_device(path, device).map_err(|err| load_error(path, err))?;
+        Ok(VideoModel::ready(module, path, device, ModelDtype::Float32))
+    }
+
+    /// Loads a TorchScript module from `bytes` (already checked against the manifest) onto
+    /// `device`; `path` names it in errors.
+    pub fn load_bytes(
+        bytes: &[u8],
+        path: &Path,
+        device: Device,
+        dtype: ModelDtype,
+    ) -> Result<Self, InferError> {
+        let mut reader = std::io::Cursor::new(bytes);
+        let mut module = CModule::load_data_on_device(&mut reader, device)
+            .map_err(|err| load_error(path, err))?;
+        if dtype == ModelDtype::Float16 {
+            module.to(device, Kind::Half, false);
+        }
+        Ok(VideoModel::ready(module, path, device, dtype))
+    }
+
+    fn ready(mut module: CModule, path: &Path, device: Device, dtype: ModelDtype) -> Self {
         module.set_eval();
-        Ok(VideoModel {
+        VideoModel {
             module,
             device,
+            dtype,
             path: path.to_path_buf(),
-        })
+        }
     }
 
     /// The device the model runs on.
@@ -40,10 +73,15 @@ impl VideoModel {
         self.device
     }
 
-    /// Renders a batch of images into a batch of videos.
-    pub fn render(&self, images: &Tensor) -> Result<Tensor, InferError> {
+    fn check_images(images: &Tensor) -> Result<[i64; 4], InferError> {
         let size = images.size();
-        if size.len() != 4 || size[1] != 3 || size[0] == 0 || size[2] == 0 || size[3] == 0 {
+        let [b, c, h, w] = size[..] else {
+            return Err(InferError::new(
+                InferErrorKind::InvalidInput,
+                format!("input must be [B, 3, H, W], got {size:?}"),
+            ));
+        };
+        if c != 3 || b == 0 || h == 0 || w == 0 {
             return Err(InferError::new(
                 InferErrorKind::InvalidInput,
                 format!("input must be [B>0, 3, H>0, W>0], got {size:?}"),
@@ -55,33 +93,104 @@ impl VideoModel {
                 format!("input must be float32, got {:?}", images.kind()),
             ));
         }
-        let images = images.f_to_device(self.device).map_err(|err| {
-            InferError::from_tch("input to device", err, InferErrorKind::ModelError)
-        })?;
-        let video = tch::no_grad(|| self.module.forward_ts(&[images])).map_err(|err| {
-            InferError::from_tch(
-                &format!("forward {}", self.path.display()),
-                err,
-                InferErrorKind::ModelError,
-            )
-        })?;
+        Ok([b, c, h, w])
+    }
+
+    fn check_video(
+        &self,
+        video: Tensor,
+        [b, _, h, w]: [i64; 4],
+        frames: Option<i64>,
+    ) -> Result<Tensor, InferError> {
         let out = video.size();
         let contract = out.len() == 5
-            && out[0] == size[0]
+            && out[0] == b
             && out[1] > 0
+            && frames.is_none_or(|t| out[1] == t)
             && out[2] == 3
-            && out[3] == size[2]
-            && out[4] == size[3];
-        if !contract || video.kind() != Kind::Float {
+            && out[3] == h
+            && out[4] == w;
+        if !contract || !matches!(video.kind(), Kind::Float | Kind::Half) {
             return Err(InferError::new(
                 InferErrorKind::ModelError,
                 format!(
-                    "{} returned {:?} {out:?} for input {size:?}; expected float32 [B, T, 3, H, W]",
+                    "{} returned {:?} {out:?} for input [{b}, 3, {h}, {w}]; expected float [B, T, 3, H, W]",
                     self.path.display(),
                     video.kind()
                 ),
             ));
         }
-        Ok(video)
+        video.f_to_kind(Kind::Float).map_err(|err| {
+            InferError::from_tch("output to float32", err, InferErrorKind::ModelError)
+        })
+    }
+
+    fn prepare(&self, input: &Tensor) -> Result<Tensor, InferError> {
+        let kind = match self.dtype {
+            ModelDtype::Float32 => Kind::Float,
+            ModelDtype::Float16 => Kind::Half,
+        };
+        input
+            .f_to_device(self.device)
+            .and_then(|t| t.f_to_kind(kind))
+            .map_err(|err| InferError::from_tch("input to device", err, InferErrorKind::ModelError))
+    }
+
+    fn forward_error(&self, err: tch::TchError) -> InferError {
+        InferError::from_tch(
+            &format!("forward {}", self.path.display()),
+            err,
+            InferErrorKind::ModelError,
+        )
+    }
+
+    /// Renders a batch of images into a batch of videos (image-only contract).
+    pub fn render(&self, images: &Tensor) -> Result<Tensor, InferError> {
+        let shape = VideoModel::check_images(images)?;
+        let images = self.prepare(images)?;
+        let video = tch::no_grad(|| self.module.forward_ts(&[images]))
+            .map_err(|err| self.forward_error(err))?;
+        self.check_video(video, shape, None)
+    }
+
+    /// Generates `frames` frames per image with per-job `params` (`float32[B, PARAMS_LEN]`).
+    pub fn generate(
+        &self,
+        images: &Tensor,
+        params: &Tensor,
+        frames: i64,
+    ) -> Result<Tensor, InferError> {
+        let shape = VideoModel::check_images(images)?;
+        if params.size() != [shape[0], PARAMS_LEN as i64] || params.kind() != Kind::Float {
+            return Err(InferError::new(
+                InferErrorKind::InvalidInput,
+                format!(
+                    "params must be float32 [{}, {PARAMS_LEN}], got {:?} {:?}",
+                    shape[0],
+                    params.kind(),
+                    params.size()
+                ),
+            ));
+        }
+        if !(1..=1024).contains(&frames) {
+            return Err(InferError::new(
+                InferErrorKind::InvalidInput,
+                format!("frames must be 1..=1024, got {frames}"),
+            ));
+        }
+        let inputs = [
+            IValue::Tensor(self.prepare(images)?),
+            IValue::Tensor(self.prepare(params)?),
+            IValue::Int(frames),
+        ];
+        let output = tch::no_grad(|| self.module.forward_is(&inputs))
+            .map_err(|err| self.forward_error(err))?;
+        let IValue::Tensor(video) = output else {
+            return Err(InferError::new(
+                InferErrorKind::ModelError,
+                format!("{} returned a non-tensor", self.path.display()),
+            ));
+        };
+        self.check_video(video, shape, Some(frames))
     }
 }

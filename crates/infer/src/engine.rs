@@ -1,0 +1,312 @@
+//! The inference engine: one dedicated OS thread per device (never the async reactor), fed by
+//! a bounded channel. Jobs for the same model, input size and frame count share a forward pass:
+//! a batch closes when it holds the model's `batch.max` jobs (capped by the engine's own
+//! `max_batch`) or when its first job has waited `max_wait`. A failing batch is split so each
+//! job keeps its own result (`split.rs`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tch::Tensor;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use crate::registry::ModelRegistry;
+use crate::split::run_splitting;
+use crate::{InferError, InferErrorKind, PARAMS_LEN, RgbFrame, frames_to_batch, video_to_frames};
+
+/// Most jobs in any batch the engine forms (the histogram's size, too).
+pub const MAX_BATCH_LIMIT: usize = 64;
+
+/// How the engine batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Most jobs per forward pass (further capped by each model's `batch.max`).
+    pub max_batch: usize,
+    /// Longest a job waits for others to share its pass.
+    pub max_wait: Duration,
+    /// Jobs queued for the engine before `generate` waits (backpressure on the fetch stage).
+    pub queue_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_batch: 8,
+            max_wait: Duration::from_millis(20),
+            queue_capacity: 64,
+        }
+    }
+}
+
+/// One job for the engine.
+#[derive(Debug)]
+pub struct GenerateRequest {
+    /// Manifest name.
+    pub model: String,
+    /// Manifest version.
+    pub version: String,
+    /// The photo, already fitted to the model's input size.
+    pub image: RgbFrame,
+    /// Per-job parameters (see `models/README.md`).
+    pub params: [f32; PARAMS_LEN],
+    /// Frames to generate.
+    pub frames: u32,
+}
+
+struct Pending {
+    request: GenerateRequest,
+    reply: oneshot::Sender<Result<Vec<RgbFrame>, InferError>>,
+}
+
+/// Jobs that may share a forward pass.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BatchKey {
+    model: String,
+    version: String,
+    width: u32,
+    height: u32,
+    frames: u32,
+}
+
+impl Pending {
+    fn key(&self) -> BatchKey {
+        BatchKey {
+            model: self.request.model.clone(),
+            version: self.request.version.clone(),
+            width: self.request.image.width,
+            height: self.request.image.height,
+            frames: self.request.frames,
+        }
+    }
+}
+
+/// Counters the worker exports as metrics.
+#[derive(Debug)]
+pub struct EngineStats {
+    /// Forward passes by batch size (index = size; retries after a split count too).
+    passes_by_size: [AtomicU64; MAX_BATCH_LIMIT + 1],
+    /// Jobs answered.
+    jobs: AtomicU64,
+    /// Microseconds spent in forward passes.
+    busy_us: AtomicU64,
+}
+
+impl EngineStats {
+    fn new() -> Self {
+        EngineStats {
+            passes_by_size: std::array::from_fn(|_| AtomicU64::new(0)),
+            jobs: AtomicU64::new(0),
+            busy_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Forward passes run, by batch size.
+    pub fn passes_by_size(&self) -> Vec<(usize, u64)> {
+        self.passes_by_size
+            .iter()
+            .enumerate()
+            .map(|(size, n)| (size, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Jobs answered.
+    pub fn jobs(&self) -> u64 {
+        self.jobs.load(Ordering::Relaxed)
+    }
+
+    /// Time spent in forward passes.
+    pub fn busy(&self) -> Duration {
+        Duration::from_micros(self.busy_us.load(Ordering::Relaxed))
+    }
+}
+
+/// Handle to the inference thread. Dropping every handle stops the thread once its queue is
+/// empty.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    queue: flume::Sender<Pending>,
+    stats: Arc<EngineStats>,
+    thread: Arc<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pending({}@{})",
+            self.request.model, self.request.version
+        )
+    }
+}
+
+impl Engine {
+    /// Starts the inference thread with the loaded models.
+    pub fn start(registry: ModelRegistry, config: EngineConfig) -> Result<Self, InferError> {
+        let (queue, jobs) = flume::bounded(config.queue_capacity.max(1));
+        let stats = Arc::new(EngineStats::new());
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("clip-infer".into())
+            .spawn(move || run(&registry, config, &jobs, &thread_stats))
+            .map_err(|err| {
+                InferError::new(
+                    InferErrorKind::ModelLoad,
+                    format!("start inference thread: {err}"),
+                )
+            })?;
+        Ok(Engine {
+            queue,
+            stats,
+            thread: Arc::new(thread),
+        })
+    }
+
+    /// Generates one job's video frames, sharing a forward pass with compatible jobs.
+    pub async fn generate(&self, request: GenerateRequest) -> Result<Vec<RgbFrame>, InferError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send_async(Pending { request, reply })
+            .await
+            .map_err(|_| InferError::new(InferErrorKind::ModelError, "inference thread stopped"))?;
+        answer.await.map_err(|_| {
+            InferError::new(
+                InferErrorKind::ModelError,
+                "inference thread dropped the job",
+            )
+        })?
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Whether the inference thread is still running.
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+}
+
+struct OpenBatch {
+    key: BatchKey,
+    jobs: Vec<Pending>,
+    /// When its first job has waited long enough.
+    due: Instant,
+}
+
+fn run(
+    registry: &ModelRegistry,
+    config: EngineConfig,
+    jobs: &flume::Receiver<Pending>,
+    stats: &EngineStats,
+) {
+    let mut open: Vec<OpenBatch> = Vec::new();
+    let limits: HashMap<(String, String), usize> = registry
+        .models()
+        .map(|m| {
+            (
+                (m.spec.name.clone(), m.spec.version.clone()),
+                m.spec.batch.max,
+            )
+        })
+        .collect();
+    let limit = |key: &BatchKey| {
+        let model = limits
+            .get(&(key.model.clone(), key.version.clone()))
+            .copied()
+            .unwrap_or(1);
+        model.min(config.max_batch).clamp(1, MAX_BATCH_LIMIT)
+    };
+    loop {
+        let now = Instant::now();
+        // Run the batch that is full, or the one due first.
+        let ready = open
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.jobs.len() >= limit(&b.key) || b.due <= now)
+            .min_by_key(|(_, b)| b.due)
+            .map(|(i, _)| i);
+        if let Some(index) = ready {
+            let batch = open.swap_remove(index);
+            run_batch(registry, batch, stats);
+            continue;
+        }
+        let received = match open.iter().map(|b| b.due).min() {
+            Some(due) => jobs
+                .recv_deadline(due)
+                .map_err(|err| matches!(err, flume::RecvTimeoutError::Disconnected)),
+            None => jobs.recv().map_err(|_| true),
+        };
+        match received {
+            Ok(job) => {
+                let key = job.key();
+                match open.iter_mut().find(|b| b.key == key) {
+                    Some(batch) => batch.jobs.push(job),
+                    None => open.push(OpenBatch {
+                        key,
+                        jobs: vec![job],
+                        due: Instant::now() + config.max_wait,
+                    }),
+                }
+            }
+            Err(false) => {} // a deadline passed: the loop runs the due batch
+            Err(true) => {
+                for batch in open.drain(..) {
+                    run_batch(registry, batch, stats);
+                }
+                debug!("inference thread stopping: no more senders");
+                return;
+            }
+        }
+    }
+}
+
+fn run_batch(registry: &ModelRegistry, batch: OpenBatch, stats: &EngineStats) {
+    let OpenBatch { key, jobs, .. } = batch;
+    let Some(loaded) = registry.get(&key.model, &key.version) else {
+        for job in jobs {
+            let message = format!("model {}@{} is not served here", key.model, key.version);
+            let _ = job
+                .reply
+                .send(Err(InferError::new(InferErrorKind::InvalidInput, message)));
+        }
+        return;
+    };
+    let model = &loaded.model;
+    let mut passes = Vec::new();
+    let started = Instant::now();
+    let results = run_splitting(
+        &jobs,
+        &mut |slice: &[Pending]| {
+            let frames: Vec<RgbFrame> = slice.iter().map(|p| p.request.image.clone()).collect();
+            let images = frames_to_batch(&frames, model.device())?;
+            let flat: Vec<f32> = slice.iter().flat_map(|p| p.request.params).collect();
+            let params = Tensor::from_slice(&flat)
+                .f_view([slice.len() as i64, PARAMS_LEN as i64])
+                .map_err(|err| InferError::from_tch("params", err, InferErrorKind::InvalidInput))?;
+            let video = model.generate(&images, &params, i64::from(key.frames))?;
+            video_to_frames(&video)
+        },
+        &mut passes,
+    );
+    stats.busy_us.fetch_add(
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    for size in &passes {
+        stats.passes_by_size[(*size).min(MAX_BATCH_LIMIT)].fetch_add(1, Ordering::Relaxed);
+    }
+    if passes.len() > 1 {
+        warn!(model = %key.model, batch = jobs.len(), passes = passes.len(), "batch split after a failure");
+    }
+    for (job, result) in jobs.into_iter().zip(results) {
+        stats.jobs.fetch_add(1, Ordering::Relaxed);
+        // The caller may have gone (a drained worker): nothing to do then.
+        let _ = job.reply.send(result);
+    }
+}

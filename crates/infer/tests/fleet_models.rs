@@ -1,0 +1,218 @@
+//! The fleet's models through the manifest, the registry and the batching engine.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clipfleet_infer::{
+    Device, Engine, EngineConfig, GenerateRequest, InferErrorKind, ModelRegistry, RgbFrame,
+    VideoModel,
+};
+use tch::{Kind, Tensor};
+
+fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
+/// A manifest of the real motion and noop files at a small input size, in a temp dir.
+fn small_manifest(tag: &str, tamper: bool) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clipfleet-infer-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let real = std::fs::read_to_string(models_dir().join("manifest.toml")).expect("manifest");
+    let mut text = String::from("version = 1\n");
+    for block in real.split("[[model]]").skip(1) {
+        if block.contains("name = \"cost\"") {
+            continue;
+        }
+        let block = block
+            .replace(
+                "input = { width = 512, height = 512 }",
+                "input = { width = 32, height = 24 }",
+            )
+            .replace(
+                "input = { width = 256, height = 256 }",
+                "input = { width = 32, height = 24 }",
+            )
+            .replace("frames = 48", "frames = 4")
+            .replace("frames = 16", "frames = 4");
+        text.push_str("[[model]]");
+        text.push_str(&block);
+    }
+    for file in ["motion.pt", "noop.pt"] {
+        let mut bytes = std::fs::read(models_dir().join(file)).expect("model file");
+        if tamper && file == "motion.pt" {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+        }
+        std::fs::write(dir.join(file), bytes).expect("copy model");
+    }
+    std::fs::write(dir.join("manifest.toml"), text).expect("write manifest");
+    dir.join("manifest.toml")
+}
+
+#[test]
+fn the_real_manifest_loads_verifies_and_warms_every_model() {
+    tch::set_num_threads(1);
+    let registry =
+        ModelRegistry::load(&models_dir().join("manifest.toml"), Device::Cpu).expect("load");
+    let mut names: Vec<String> = registry.models().map(|m| m.spec.key()).collect();
+    names.sort();
+    assert_eq!(names, ["cost@1", "motion@1", "noop@1"]);
+    assert!(
+        registry
+            .get("motion", "1")
+            .is_some_and(|m| m.spec.frames == 48)
+    );
+    assert!(registry.get("motion", "2").is_none());
+}
+
+#[test]
+fn a_model_file_that_is_not_the_reviewed_one_is_refused() {
+    let manifest = small_manifest("tampered", true);
+    let err = ModelRegistry::load(&manifest, Device::Cpu).expect_err("tampered model");
+    assert_eq!(err.kind, InferErrorKind::ModelLoad);
+    assert!(err.message.contains("sha256"), "{err}");
+    let _ = std::fs::remove_dir_all(manifest.parent().expect("dir"));
+}
+
+#[test]
+fn motion_matches_pytorch_within_1e_5() {
+    tch::set_num_threads(1);
+    let model =
+        VideoModel::load(&models_dir().join("motion.pt"), Device::Cpu).expect("load motion");
+    let mut tensors = Tensor::read_safetensors(models_dir().join("motion.expected.safetensors"))
+        .expect("expected");
+    let mut take = |name: &str| {
+        let at = tensors
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        tensors.remove(at).1
+    };
+    let (image, params, expected) = (take("image"), take("params"), take("expected"));
+    let video = model.generate(&image, &params, 6).expect("generate");
+    assert_eq!(video.size(), [3, 6, 3, 24, 32]);
+    let max_diff = (&video - &expected).abs().max().double_value(&[]);
+    assert!(max_diff < 1e-5, "max |rust - python| = {max_diff}");
+    // Each preset moves differently: zoom, pan and parallax give three different last frames.
+    let last = video.select(1, 5);
+    let diff = |a: i64, b: i64| {
+        (last.get(a) - last.get(b))
+            .abs()
+            .mean(Kind::Float)
+            .double_value(&[])
+    };
+    assert!(diff(0, 1) > 1e-3 && diff(1, 2) > 1e-3 && diff(0, 2) > 1e-3);
+}
+
+fn image(seed: u8) -> RgbFrame {
+    let data = (0..32 * 24 * 3)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    RgbFrame::new(32, 24, data).expect("frame")
+}
+
+fn request(model: &str, seed: u8, motion: f32) -> GenerateRequest {
+    GenerateRequest {
+        model: model.into(),
+        version: "1".into(),
+        image: image(seed),
+        params: [motion, 0.2 + f32::from(seed) / 100.0, 0.0, 0.0],
+        frames: 4,
+    }
+}
+
+fn engine(tag: &str, config: EngineConfig) -> Engine {
+    let registry = ModelRegistry::load(&small_manifest(tag, false), Device::Cpu).expect("registry");
+    Engine::start(registry, config).expect("engine")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn jobs_share_a_forward_pass_and_keep_their_own_results() {
+    tch::set_num_threads(1);
+    let batched = engine(
+        "batched",
+        EngineConfig {
+            max_batch: 8,
+            max_wait: Duration::from_millis(500),
+            queue_capacity: 16,
+        },
+    );
+    let solo = engine(
+        "solo",
+        EngineConfig {
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+            queue_capacity: 16,
+        },
+    );
+    let jobs: Vec<_> = (0..8u8)
+        .map(|i| batched.generate(request("motion", i, f32::from(i % 7))))
+        .collect();
+    let together = futures_util::future::join_all(jobs).await;
+    let passes = batched.stats().passes_by_size();
+    assert_eq!(passes, [(8, 1)], "eight compatible jobs, one forward pass");
+    for (i, result) in together.into_iter().enumerate() {
+        let frames = result.expect("batched job");
+        let alone = solo
+            .generate(request("motion", i as u8, f32::from(i as u8 % 7)))
+            .await
+            .expect("solo job");
+        assert_eq!(frames.len(), 4);
+        for (a, b) in frames.iter().zip(&alone) {
+            let worst = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| x.abs_diff(*y))
+                .max()
+                .unwrap_or(0);
+            assert!(worst <= 1, "job {i}: batched and solo differ by {worst}");
+        }
+    }
+    assert_eq!(solo.stats().passes_by_size(), [(1, 8)]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn different_models_and_sizes_never_share_a_pass() {
+    let engine = engine(
+        "mixed",
+        EngineConfig {
+            max_batch: 8,
+            max_wait: Duration::from_millis(300),
+            queue_capacity: 16,
+        },
+    );
+    let mut small = request("noop", 1, 0.0);
+    small.image = RgbFrame::new(8, 8, vec![7; 8 * 8 * 3]).expect("frame");
+    let results = futures_util::future::join_all([
+        engine.generate(request("motion", 1, 0.0)),
+        engine.generate(request("noop", 2, 0.0)),
+        engine.generate(small),
+        engine.generate(request("noop", 3, 0.0)),
+    ])
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let noop = results[1].as_ref().expect("noop");
+    assert!(
+        noop.iter().all(|f| *f == image(2)),
+        "noop repeats its frame"
+    );
+    let mut passes = engine.stats().passes_by_size();
+    passes.sort();
+    assert_eq!(
+        passes,
+        [(1, 2), (2, 1)],
+        "motion alone, small noop alone, two noops together"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unknown_model_is_a_typed_error() {
+    let engine = engine("unknown", EngineConfig::default());
+    let err = engine
+        .generate(request("dream", 1, 0.0))
+        .await
+        .expect_err("unknown model");
+    assert_eq!(err.kind, InferErrorKind::InvalidInput);
+}

@@ -1,0 +1,175 @@
+"""Export the fleet's reference models and write models/manifest.toml.
+
+Every model keeps the worker's contract (see models/README.md):
+
+    forward(image: float32[B, 3, H, W] in [0, 1],
+            params: float32[B, 4],          # per job: motion id, strength, seed, reserved
+            frames: int) -> float32[B, frames, 3, H, W] in [0, 1]
+
+Models:
+  motion  camera-motion image-to-video: zoom in/out, pans and a two-layer parallax, built from
+          affine_grid + grid_sample with smoothstep easing, parameterised per job.
+  cost    a COST MODEL, not a generator: a stack of 3x3 convolutions run once per output frame,
+          so the compute per frame is a known knob (COST_LAYERS) for load and batching benchmarks.
+  noop    repeats the input frame: measures everything around inference (dispatch overhead).
+
+Also writes motion.expected.safetensors: a fixed input and params and the output PyTorch
+computes for them, which the Rust tests must reproduce within 1e-5.
+
+Run through scripts/export-models.sh (installs the full torch into a cache first).
+"""
+
+import hashlib
+import json
+import os
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Motion ids: the order of clipfleet_proto::Motion::KNOWN (Motion.forward repeats them).
+ZOOM_IN, ZOOM_OUT, PAN_LEFT, PAN_RIGHT, PAN_UP, PAN_DOWN, PARALLAX = range(7)
+COST_LAYERS = 6
+COST_CHANNELS = 16
+
+
+def smoothstep(p: torch.Tensor) -> torch.Tensor:
+    return p * p * (3.0 - 2.0 * p)
+
+
+class Motion(torch.nn.Module):
+    def forward(self, image: torch.Tensor, params: torch.Tensor, frames: int) -> torch.Tensor:
+        # TorchScript closes over no globals: the motion ids again, as locals.
+        zoom_in, zoom_out, pan_left, pan_right, pan_up, pan_down, parallax = 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0
+        b, c, h, w = image.shape
+        motion = params[:, 0].round()
+        strength = params[:, 1].clamp(0.0, 1.0) * 0.3  # at most 30 % zoom or pan
+        zero = torch.zeros_like(strength)
+        one = torch.ones_like(strength)
+        out = []
+        for t in range(frames):
+            p = torch.full_like(strength, float(t) / float(max(frames - 1, 1)))
+            e = smoothstep(p) * strength
+            scale = torch.where(motion == zoom_in, one - e, torch.where(motion == zoom_out, one - strength + e, one - strength))
+            tx = torch.where(motion == pan_left, -e, torch.where(motion == pan_right, e, zero))
+            ty = torch.where(motion == pan_up, -e, torch.where(motion == pan_down, e, zero))
+            # Pans sample a window smaller than the frame so no border shows.
+            theta = torch.stack([
+                torch.stack([scale, zero, tx], dim=1),
+                torch.stack([zero, scale, ty], dim=1),
+            ], dim=1)
+            grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+            frame = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            # Parallax: the centre (foreground) zooms twice as fast as the background.
+            fg_scale = one - 2.0 * e
+            fg_theta = torch.stack([
+                torch.stack([fg_scale, zero, zero], dim=1),
+                torch.stack([zero, fg_scale, zero], dim=1),
+            ], dim=1)
+            fg_grid = F.affine_grid(fg_theta, [b, c, h, w], align_corners=False)
+            fg = F.grid_sample(image, fg_grid, mode="bilinear", padding_mode="border", align_corners=False)
+            ys = torch.linspace(-1.0, 1.0, h, dtype=image.dtype, device=image.device).view(1, 1, h, 1)
+            xs = torch.linspace(-1.0, 1.0, w, dtype=image.dtype, device=image.device).view(1, 1, 1, w)
+            mask = (1.0 - (xs * xs + ys * ys).sqrt()).clamp(0.0, 1.0)
+            is_parallax = (motion == parallax).to(image.dtype).view(b, 1, 1, 1)
+            frame = frame * (1.0 - is_parallax * mask) + fg * (is_parallax * mask)
+            out.append(frame)
+        return torch.stack(out, dim=1).clamp(0.0, 1.0)
+
+
+class Cost(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(7)
+        self.inp = torch.nn.Conv2d(3, COST_CHANNELS, 3, padding=1)
+        self.body = torch.nn.ModuleList([torch.nn.Conv2d(COST_CHANNELS, COST_CHANNELS, 3, padding=1) for _ in range(COST_LAYERS)])
+        self.out = torch.nn.Conv2d(COST_CHANNELS, 3, 3, padding=1)
+
+    def forward(self, image: torch.Tensor, params: torch.Tensor, frames: int) -> torch.Tensor:
+        out = []
+        x = image
+        for t in range(frames):
+            y = torch.relu(self.inp(x))
+            for layer in self.body:
+                y = torch.relu(layer(y))
+            # A small residual keeps the output an image of the input.
+            x = (image + 0.01 * torch.tanh(self.out(y))).clamp(0.0, 1.0)
+            out.append(x)
+        return torch.stack(out, dim=1)
+
+
+class Noop(torch.nn.Module):
+    def forward(self, image: torch.Tensor, params: torch.Tensor, frames: int) -> torch.Tensor:
+        return image.unsqueeze(1).expand(-1, frames, -1, -1, -1).contiguous()
+
+
+MODELS = [
+    # name, version, module, input (w, h), frames, fps, max batch, description
+    ("motion", "1", Motion(), (512, 512), 48, 24, 8, "camera motion: zoom, pan, parallax"),
+    ("cost", "1", Cost(), (256, 256), 16, 16, 8, f"cost model: {COST_LAYERS}+2 conv3x3 layers of {COST_CHANNELS} channels per frame"),
+    ("noop", "1", Noop(), (256, 256), 16, 16, 32, "repeats the input frame (dispatch overhead)"),
+]
+
+
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    assert t.dtype == torch.float32 and sys.byteorder == "little"
+    return bytes(t.contiguous().view(torch.uint8).flatten().tolist())
+
+
+def write_safetensors(path: str, tensors: dict) -> None:
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        data = tensor_bytes(t)
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header_bytes)))
+        f.write(header_bytes)
+        for blob in blobs:
+            f.write(blob)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    entries = []
+    for name, version, module, (w, h), frames, fps, max_batch, description in MODELS:
+        scripted = torch.jit.script(module.eval())
+        path = os.path.join(HERE, f"{name}.pt")
+        scripted.save(path)
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        entries.append(f'''[[model]]
+name = "{name}"
+version = "{version}"
+file = "{name}.pt"
+sha256 = "{digest}"
+description = "{description}"
+input = {{ width = {w}, height = {h} }}
+frames = {frames}
+fps = {fps}
+batch = {{ max = {max_batch} }}
+dtype = "float32"
+''')
+        if name == "motion":
+            torch.manual_seed(20261129)
+            image = torch.rand(3, 3, 24, 32)
+            params = torch.tensor([[ZOOM_IN, 1.0, 0.0, 0.0], [PAN_RIGHT, 0.5, 0.0, 0.0], [PARALLAX, 0.8, 0.0, 0.0]])
+            with torch.no_grad():
+                expected = scripted(image, params, 6)
+            write_safetensors(os.path.join(HERE, "motion.expected.safetensors"), {"image": image, "params": params, "expected": expected})
+    with open(os.path.join(HERE, "manifest.toml"), "w") as f:
+        f.write("# Models the workers serve: written by export_fleet_models.py (sha256 of each file).\n")
+        f.write("# The contract a model keeps, and how a proprietary model drops in: models/README.md.\n")
+        f.write("version = 1\n\n")
+        f.write("\n".join(entries))
+    print(f"torch {torch.__version__}: wrote {', '.join(m[0] for m in MODELS)} and manifest.toml")
+
+
+if __name__ == "__main__":
+    main()
