@@ -1,0 +1,135 @@
+//! Dynamic batching on the CPU, side by side in one run (`cargo bench -p clipfleet-benches
+//! --bench inference`): jobs/s through the `Engine` with the `cost` model at max batch 8 against
+//! max batch 1, and bare forward passes of the same batches (what the engine adds around them);
+//! plus `noop` jobs/s (the engine's own dispatch cost). One intra-op thread, as on the workers'
+//! CPU fallback. Rounds alternate the contenders; medians are reported.
+//!
+//! Environment: BENCH_JOBS (default 32), BENCH_SIZE (pixels per side, default 128),
+//! BENCH_ROUNDS (default 3).
+
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clipfleet_infer::{
+    Device, Engine, EngineConfig, GenerateRequest, ModelRegistry, RgbFrame, VideoModel,
+};
+use tch::{Kind, Tensor};
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn manifest() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/manifest.toml")
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn request(model: &str, size: u32, frames: u32, seed: usize) -> GenerateRequest {
+    let data = (0..size * size * 3)
+        .map(|i| (i as usize * 7 + seed) as u8)
+        .collect();
+    GenerateRequest {
+        model: model.into(),
+        version: "1".into(),
+        image: RgbFrame::new(size, size, data).expect("frame"),
+        params: [0.0, 0.5, 0.0, 0.0],
+        frames,
+    }
+}
+
+/// Jobs per second for `jobs` concurrent submissions to an engine with `max_batch`.
+fn engine_rate(
+    runtime: &tokio::runtime::Runtime,
+    model: &str,
+    max_batch: usize,
+    jobs: usize,
+    size: u32,
+    frames: u32,
+) -> f64 {
+    let registry = ModelRegistry::load(&manifest(), Device::Cpu).expect("registry");
+    let config = EngineConfig {
+        max_batch,
+        max_wait: Duration::from_millis(5),
+        queue_capacity: jobs.max(1),
+    };
+    let engine = Engine::start(registry, config).expect("engine");
+    runtime.block_on(async {
+        let started = Instant::now();
+        let all = (0..jobs).map(|i| engine.generate(request(model, size, frames, i)));
+        for result in futures_util::future::join_all(all).await {
+            result.expect("job");
+        }
+        jobs as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// Jobs per second of bare forward passes at `batch` (no engine, no conversions).
+fn bare_rate(model: &VideoModel, batch: usize, jobs: usize, size: u32, frames: u32) -> f64 {
+    let side = i64::from(size);
+    let images = Tensor::rand([batch as i64, 3, side, side], (Kind::Float, Device::Cpu));
+    let params = Tensor::zeros([batch as i64, 4], (Kind::Float, Device::Cpu));
+    let started = Instant::now();
+    let mut done = 0;
+    while done < jobs {
+        let _video = model
+            .generate(&images, &params, i64::from(frames))
+            .expect("forward");
+        done += batch;
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    tch::set_num_threads(1);
+    let jobs = env_usize("BENCH_JOBS", 32);
+    let size = env_usize("BENCH_SIZE", 128) as u32;
+    let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
+    let frames = 16;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cost = VideoModel::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/cost.pt"),
+        Device::Cpu,
+    )
+    .expect("cost");
+    let (mut batched, mut single, mut bare8, mut bare1, mut noop) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        batched.push(engine_rate(&runtime, "cost", 8, jobs, size, frames));
+        single.push(engine_rate(&runtime, "cost", 1, jobs, size, frames));
+        bare8.push(bare_rate(&cost, 8, jobs, size, frames));
+        bare1.push(bare_rate(&cost, 1, jobs, size, frames));
+        noop.push(engine_rate(&runtime, "noop", 32, jobs * 32, 64, 4));
+    }
+    let (b8, b1, f8, f1, n) = (
+        median(batched),
+        median(single),
+        median(bare8),
+        median(bare1),
+        median(noop),
+    );
+    println!(
+        "cost model, {jobs} jobs of {size}x{size}, {frames} frames, 1 intra-op thread, median of {rounds}"
+    );
+    println!(
+        "engine max batch 8   {b8:>9.2} jobs/s   ({:.1} % of bare forward passes at batch 8: {f8:.2} jobs/s)",
+        100.0 * b8 / f8
+    );
+    println!(
+        "engine max batch 1   {b1:>9.2} jobs/s   ({:.1} % of bare forward passes at batch 1: {f1:.2} jobs/s)",
+        100.0 * b1 / f1
+    );
+    println!("batching ratio (8 vs 1): {:.2}x", b8 / b1);
+    println!("noop through the engine (64x64, 4 frames, max batch 32): {n:.0} jobs/s");
+}
