@@ -36,7 +36,7 @@ start_rabbitmq() {
 start_postgres() {
   if port_open 5432; then return 0; fi
   local version
-  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)"
+  version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)"
   [ -n "$version" ] || { log "PostgreSQL is not installed (apt-get install postgresql)"; return 1; }
   log "starting PostgreSQL $version"
   pg_ctlcluster --skip-systemctl-redirect "$version" main start
