@@ -111,14 +111,8 @@ impl LedgerError {
                     Db::UniqueViolation => LedgerErrorKind::Conflict,
                     Db::ForeignKeyViolation => LedgerErrorKind::NotFound,
                     Db::NotNullViolation | Db::CheckViolation => LedgerErrorKind::InvalidInput,
-                    _ => match db.code().as_deref() {
-                        // PostgreSQL: serialization failure, deadlock, too many connections,
-                        // admin shutdown, cannot connect now; SQLite: busy, locked.
-                        Some("40001" | "40P01" | "53300" | "57P01" | "57P03" | "5" | "6") => {
-                            LedgerErrorKind::Unavailable
-                        }
-                        _ => LedgerErrorKind::Internal,
-                    },
+                    _ if is_transient(db.as_ref()) => LedgerErrorKind::Unavailable,
+                    _ => LedgerErrorKind::Internal,
                 };
                 // The database's own message names constraints, never values (PostgreSQL puts
                 // values in `detail`, which is left out).
@@ -146,6 +140,25 @@ impl LedgerError {
                 .with_source(other),
         }
     }
+}
+
+/// Whether a database error passes on retry: SQLite busy or locked (extended result codes, the
+/// primary code in the low byte); PostgreSQL serialization failure, deadlock, connection
+/// exceptions (class 08), insufficient resources (class 53), shutdown and cancellation (57).
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return code
+            .parse::<i32>()
+            .is_ok_and(|code| matches!(code & 0xff, 5 | 6));
+    }
+    matches!(
+        &*code,
+        "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03"
+    ) || code.starts_with("08")
+        || code.starts_with("53")
 }
 
 /// Shorthand the repository modules use: `.map_err(sqlx_err("insert job"))`.

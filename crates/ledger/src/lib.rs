@@ -13,6 +13,7 @@
 //! - `account`: [`Account`] and its lifecycle (suspend, terminate, erasure, tombstone).
 //! - `job`: [`Job`], idempotent insertion, [`Ledger::fail_job`].
 //! - `events`: the job-event state machine ([`Ledger::apply_events`]).
+//! - `purge`: [`Ledger::delete_account`], the end of an account's rows.
 //! - `usage`: the policy's usage details per request ([`UsageRecord`]).
 //! - `audit`: the deletion audit ([`Deletion`]).
 //! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
@@ -25,6 +26,7 @@ mod error;
 mod events;
 mod job;
 mod ledger;
+mod purge;
 mod usage;
 
 pub use account::{Account, AccountStatus, NewAccount, PersonalFields};
@@ -34,4 +36,5 @@ pub use error::{LedgerError, LedgerErrorKind};
 pub use events::ApplyOutcome;
 pub use job::{Idempotency, InsertedJob, Job, JobStatus, NewJob};
 pub use ledger::{Backend, Ledger};
+pub use purge::PurgedRows;
 pub use usage::{MAX_LIST_LIMIT, NewUsage, UsageRecord};

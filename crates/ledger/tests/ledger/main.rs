@@ -16,6 +16,7 @@ on_both!(
     concurrent_consumers_agree,
     usage_records,
     deletion_audit_holds_no_personal_data,
+    account_rows_purge,
 );
 
 #[tokio::test]

@@ -16,7 +16,7 @@ mod jobs;
 mod records;
 
 pub use jobs::{concurrent_consumers_agree, events_reach_the_expected_row, idempotency_keys};
-pub use records::{deletion_audit_holds_no_personal_data, usage_records};
+pub use records::{account_rows_purge, deletion_audit_holds_no_personal_data, usage_records};
 
 /// The output TTL the suite applies events with.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);

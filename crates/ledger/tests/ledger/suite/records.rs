@@ -1,16 +1,16 @@
-//! Usage records and the deletion audit.
+//! Usage records, the deletion audit and the purge of an account's rows.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clipfleet_ledger::{
-    DeletionFilter, DeletionReason, LedgerErrorKind, NewDeletion, NewUsage, SubjectKind,
+    DeletionFilter, DeletionReason, LedgerErrorKind, NewDeletion, NewUsage, PurgedRows, SubjectKind,
 };
 use sqlx::{Column, Row};
 
-use super::{at, expect_kind};
-use crate::events::{account, account_id, new_job};
+use super::{TTL, at, expect_kind};
+use crate::events::{Outcome, account, account_id, batch, new_job, scenario};
 use crate::fixture::Fixture;
 
 pub async fn usage_records(f: &Fixture) -> anyhow::Result<()> {
@@ -173,6 +173,79 @@ pub async fn deletion_audit_holds_no_personal_data(f: &Fixture) -> anyhow::Resul
         ledger.record_deletion(&leaky).await,
         LedgerErrorKind::InvalidInput,
         "email",
+    )?;
+    Ok(())
+}
+
+pub async fn account_rows_purge(f: &Fixture) -> anyhow::Result<()> {
+    let ledger = &f.ledger;
+    let owner = account_id("purge");
+    ledger.create_account(&account(&owner)).await?;
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let job = ledger.insert_job(&new_job(&owner, None)).await?.job.id;
+        ledger
+            .apply_events(&batch(scenario(job, 1, Outcome::Succeeded)), TTL)
+            .await
+            .context("events")?;
+        jobs.push(job);
+    }
+    let usage = NewUsage {
+        account_id: Some(owner.clone()),
+        ip: "192.0.2.9".parse()?,
+        device_id: None,
+        action: "job.submit".into(),
+    };
+    ledger.record_usage(&usage).await?;
+    let bystander = account_id("purge");
+    ledger.create_account(&account(&bystander)).await?;
+    let kept = ledger.insert_job(&new_job(&bystander, None)).await?.job.id;
+
+    ledger.set_legal_hold(&owner, true).await?;
+    expect_kind(
+        ledger.delete_account(&owner).await,
+        LedgerErrorKind::Conflict,
+        "purge under legal hold",
+    )?;
+    ensure!(
+        ledger.get_job(jobs[0]).await.is_ok(),
+        "held account lost a job"
+    );
+    ledger.set_legal_hold(&owner, false).await?;
+    let purged = ledger.delete_account(&owner).await.context("purge")?;
+    ensure!(
+        purged
+            == PurgedRows {
+                jobs: 2,
+                usage_records: 1
+            },
+        "{purged:?}"
+    );
+    expect_kind(
+        ledger.get_account(&owner).await,
+        LedgerErrorKind::NotFound,
+        "account",
+    )?;
+    for job in jobs {
+        expect_kind(ledger.get_job(job).await, LedgerErrorKind::NotFound, "job")?;
+    }
+    let attempts: i64 = sqlx::query("SELECT COUNT(*) AS n FROM job_attempts")
+        .fetch_one(ledger.pool())
+        .await?
+        .try_get("n")?;
+    ensure!(attempts == 0, "{attempts} attempts outlived their jobs");
+    ensure!(
+        ledger.list_usage(&owner, 10).await?.is_empty(),
+        "usage kept"
+    );
+    ensure!(
+        ledger.get_job(kept).await.is_ok(),
+        "another account's job went too"
+    );
+    expect_kind(
+        ledger.delete_account(&owner).await,
+        LedgerErrorKind::NotFound,
+        "again",
     )?;
     Ok(())
 }
