@@ -130,6 +130,8 @@ fn effects(event: &JobEvent, output_ttl_ms: i64) -> Result<Vec<Effect>, LedgerEr
         EventKind::Succeeded {
             output_key, size, ..
         } => vec![
+            // A finished job reads 100 %, unless a later attempt (a redelivery) reports less.
+            Effect::Progress { pct: 100, at },
             Effect::Output {
                 key: output_key.clone(),
                 size: i64::try_from(*size)

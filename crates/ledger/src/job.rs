@@ -233,12 +233,12 @@ impl Ledger {
             ),
             None => (None, None),
         };
-        let inserted = sqlx::query(
+        let inserted = sqlx::query_as::<_, Job>(&format!(
             "INSERT INTO jobs (id, account_id, pool, model, status, status_key, submitted_at, \
              input_key, attempts, idempotency_key, request_hash) \
              VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, $8) \
-             ON CONFLICT (account_id, idempotency_key) DO NOTHING",
-        )
+             ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
+        ))
         .bind(job.id.to_string())
         .bind(job.account_id.as_str())
         .bind(job.pool.as_str())
@@ -247,13 +247,12 @@ impl Ledger {
         .bind(job.input_key.as_str())
         .bind(key)
         .bind(hash)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(sqlx_err("insert job"))?
-        .rows_affected();
-        if inserted == 1 {
+        .map_err(sqlx_err("insert job"))?;
+        if let Some(created) = inserted {
             return Ok(InsertedJob {
-                job: self.get_job(job.id).await?,
+                job: created,
                 created: true,
             });
         }

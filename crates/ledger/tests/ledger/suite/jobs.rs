@@ -142,7 +142,7 @@ pub async fn events_reach_the_expected_row(f: &Fixture) -> anyhow::Result<()> {
     );
     ensure!(after.attempts == 2, "attempts {}", after.attempts);
     ensure!(
-        after.progress_pct == Some(30),
+        after.progress_pct == Some(100),
         "progress {:?}",
         after.progress_pct
     );
