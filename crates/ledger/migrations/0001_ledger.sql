@@ -49,6 +49,7 @@ CREATE TABLE jobs (
     output_key TEXT,
     output_size BIGINT,
     output_expires_at BIGINT,
+    output_deleted_at BIGINT,
     error_code TEXT,
     error_message TEXT,
     error_key BIGINT,
@@ -59,6 +60,7 @@ CREATE TABLE jobs (
 );
 
 CREATE INDEX jobs_output_expires_at ON jobs (output_expires_at);
+CREATE INDEX jobs_submitted_at ON jobs (submitted_at);
 CREATE INDEX jobs_status ON jobs (status);
 
 -- The distinct `started` events of a job: counting them gives `attempts`, and a redelivered

@@ -142,7 +142,7 @@ pub struct Account {
     pub personal: PersonalFields,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, status, created_at, updated_at, terminated_at, birth_date, \
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, status, created_at, updated_at, terminated_at, birth_date, \
     under_14, legal_hold, erasure_requested_at, tombstoned_at, email, username, password_hash, \
     name, gender, phone, third_party_login";
 

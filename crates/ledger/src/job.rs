@@ -123,6 +123,8 @@ pub struct Job {
     pub output_size: Option<u64>,
     /// When the janitor deletes the video (`stored + output_ttl`).
     pub output_expires_at: Option<Timestamp>,
+    /// When the video was deleted (expiry, or the holder's request).
+    pub output_deleted_at: Option<Timestamp>,
     /// The most significant failure seen: a terminal one, else the latest retryable one.
     pub error_code: Option<ErrorCode>,
     /// Operator-facing text of that failure.
@@ -146,7 +148,7 @@ pub struct InsertedJob {
 
 pub(crate) const JOB_COLUMNS: &str = "id, account_id, pool, model, status, submitted_at, \
     started_at, finished_at, progress_pct, input_key, input_deleted_at, output_key, output_size, \
-    output_expires_at, error_code, error_message, attempts, idempotency_key, request_hash";
+    output_expires_at, output_deleted_at, error_code, error_message, attempts, idempotency_key, request_hash";
 
 impl FromRow<'_, AnyRow> for Job {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -186,6 +188,7 @@ impl FromRow<'_, AnyRow> for Job {
                 })
                 .transpose()?,
             output_expires_at: opt_ms("output_expires_at")?,
+            output_deleted_at: opt_ms("output_deleted_at")?,
             error_code: code.as_deref().map(ErrorCode::parse),
             error_message: row.try_get("error_message")?,
             attempts: u32::try_from(attempts)

@@ -14,6 +14,7 @@
 //! - `job`: [`Job`], idempotent insertion, [`Ledger::fail_job`].
 //! - `events`: the job-event state machine ([`Ledger::apply_events`]).
 //! - `purge`: [`Ledger::delete_account`], the end of an account's rows.
+//! - `sweep`: what the janitor sweeps (expired videos, stale photos, accounts due) and marks.
 //! - `usage`: the policy's usage details per request ([`UsageRecord`]).
 //! - `audit`: the deletion audit ([`Deletion`]).
 //! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
@@ -27,6 +28,7 @@ mod events;
 mod job;
 mod ledger;
 mod purge;
+mod sweep;
 mod usage;
 
 pub use account::{Account, AccountStatus, NewAccount, PersonalFields};

@@ -17,6 +17,7 @@ on_both!(
     usage_records,
     deletion_audit_holds_no_personal_data,
     account_rows_purge,
+    janitor_sweeps,
 );
 
 #[tokio::test]

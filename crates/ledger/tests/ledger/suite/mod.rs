@@ -14,9 +14,11 @@ use crate::fixture::{Fixture, START};
 
 mod jobs;
 mod records;
+mod sweep;
 
 pub use jobs::{concurrent_consumers_agree, events_reach_the_expected_row, idempotency_keys};
 pub use records::{account_rows_purge, deletion_audit_holds_no_personal_data, usage_records};
+pub use sweep::janitor_sweeps;
 
 /// The output TTL the suite applies events with.
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
