@@ -1,9 +1,10 @@
 //! [`FfmpegEncoder`]: the `ffmpeg` CLI with libx264, fed our I420 on stdin. Smaller files than
 //! openh264 for the same quality; found at run time, refused clearly when absent.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::encoder::{I420, check_frames};
 use crate::{MediaError, MediaErrorKind, RgbImage, VideoEncoder};
@@ -17,7 +18,13 @@ pub struct FfmpegEncoder {
     pub preset: &'static str,
     /// x264 constant rate factor: 23 is x264's default quality.
     pub crf: u8,
+    /// Wall-clock bound on one encode: a stuck ffmpeg is killed rather than holding a worker
+    /// thread forever. Seconds are plenty for clips of a few seconds.
+    pub timeout: Duration,
 }
+
+/// How often the wait loop checks whether ffmpeg has exited.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Most bytes of ffmpeg's stderr kept for an error message.
 const STDERR_EXCERPT_BYTES: usize = 600;
@@ -71,6 +78,7 @@ impl FfmpegEncoder {
             binary,
             preset: "veryfast",
             crf: 23,
+            timeout: Duration::from_secs(120),
         })
     }
 }
@@ -114,12 +122,13 @@ impl VideoEncoder for FfmpegEncoder {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|err| unavailable(format!("cannot run {}: {err}", self.binary.display())))?;
-        let Some(mut stdin) = child.stdin.take() else {
-            return Err(failed("ffmpeg stdin was not piped".into()));
+        let (Some(mut stdin), Some(mut stderr)) = (child.stdin.take(), child.stderr.take()) else {
+            return Err(failed("ffmpeg pipes were not set up".into()));
         };
-        // Feed stdin from another thread while this one drains stderr: neither pipe can fill up
-        // and stall the other.
-        let written = std::thread::scope(|scope| {
+        // One thread feeds stdin, one drains stderr, this one watches the clock: neither pipe
+        // can fill up and stall the other, and a stuck ffmpeg is killed at the deadline.
+        let deadline = Instant::now() + self.timeout;
+        let (status, fed, log) = std::thread::scope(|scope| {
             let feeder = scope.spawn(move || -> std::io::Result<()> {
                 let mut yuv = I420::default();
                 for frame in frames {
@@ -130,19 +139,34 @@ impl VideoEncoder for FfmpegEncoder {
                 }
                 Ok(())
             });
-            let output = child.wait_with_output();
+            let drainer = scope.spawn(move || {
+                let mut log = Vec::new();
+                let _ = stderr.read_to_end(&mut log);
+                log
+            });
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Ok(status),
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Err(failed(format!("ffmpeg ran past {:?}", self.timeout)));
+                    }
+                    Ok(None) => std::thread::sleep(POLL_INTERVAL),
+                    Err(err) => break Err(failed(format!("waiting for ffmpeg: {err}"))),
+                }
+            };
             let fed = feeder
                 .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("ffmpeg feeder thread panicked")));
-            (output, fed)
+                .unwrap_or_else(|_| Err(std::io::Error::other("feeder thread panicked")));
+            let log = drainer.join().unwrap_or_default();
+            (status, fed, log)
         });
-        let (output, fed) = written;
-        let output = output.map_err(|err| failed(format!("waiting for ffmpeg: {err}")))?;
-        if !output.status.success() {
+        let status = status?;
+        if !status.success() {
             return Err(failed(format!(
-                "ffmpeg exited with {}: {}",
-                output.status,
-                excerpt(&output.stderr)
+                "ffmpeg exited with {status}: {}",
+                excerpt(&log)
             )));
         }
         fed.map_err(|err| failed(format!("feeding ffmpeg: {err}")))?;

@@ -52,7 +52,7 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
             "not a jpeg, png, webp or heic image",
         )
     })?;
-    let (width, height) = match format {
+    let (width, height, bytes_per_pixel) = match format {
         ImageFormat::Jpeg => {
             let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), jpeg_options());
             decoder
@@ -61,19 +61,36 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
             let info = decoder.info().ok_or_else(|| {
                 MediaError::new(MediaErrorKind::BadImage, "jpeg has no frame header")
             })?;
-            (u32::from(info.width), u32::from(info.height))
+            let progressive = info.sof.is_progressive();
+            // Output RGB plus, for progressive scans, 16-bit coefficients of every component.
+            let bytes_per_pixel = if progressive { 3 + 2 * 3 } else { 3 + 1 };
+            (
+                u32::from(info.width),
+                u32::from(info.height),
+                bytes_per_pixel,
+            )
         }
         ImageFormat::Png | ImageFormat::WebP => {
-            // A decoder built without limits only parses the header; the checks below are ours.
+            // Building the decoder parses only the header (and chunks before the image data,
+            // such as compressed text, within the allocation limit). Sides are checked below,
+            // with our message rather than `image`'s.
+            let mut image_limits = image::Limits::no_limits();
+            image_limits.max_alloc = Some(limits.max_alloc_bytes);
             let mut reader = image_reader(bytes, format);
-            reader.no_limits();
-            reader
+            reader.limits(image_limits);
+            let (width, height) = reader
                 .into_dimensions()
-                .map_err(|err| from_image_error(format, err))?
+                .map_err(|err| from_image_error(format, err))?;
+            // `image` enforces `max_alloc` itself while decoding; RGB out is the floor.
+            (width, height, 3)
         }
-        ImageFormat::Heic => crate::heic::dimensions(bytes, limits)?,
+        // libheif decodes to YCbCr planes (up to 16-bit 4:4:4) and converts to interleaved RGB.
+        ImageFormat::Heic => {
+            let (width, height) = crate::heic::dimensions(bytes, limits)?;
+            (width, height, 3 + 6)
+        }
     };
-    check_dimensions(width, height, limits)?;
+    check_dimensions(width, height, bytes_per_pixel, limits)?;
     Ok(ImageInfo {
         format,
         width,
@@ -108,7 +125,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbImage, MediaError> {
             ),
         ));
     }
-    Ok(orient(image, orientation))
+    orient(image, orientation)
 }
 
 fn jpeg_options() -> DecoderOptions {
@@ -197,9 +214,9 @@ fn over_white(rgba: Vec<u8>) -> Vec<u8> {
     rgb
 }
 
-fn orient(image: RgbImage, orientation: Orientation) -> RgbImage {
+fn orient(image: RgbImage, orientation: Orientation) -> Result<RgbImage, MediaError> {
     if orientation == Orientation::NoTransforms {
-        return image;
+        return Ok(image);
     }
     let RgbImage {
         width,
@@ -207,19 +224,29 @@ fn orient(image: RgbImage, orientation: Orientation) -> RgbImage {
         data,
     } = image;
     let Some(buffer) = image::RgbImage::from_raw(width, height, data) else {
-        unreachable!("RgbImage holds exactly width * height * 3 bytes")
+        return Err(MediaError::new(
+            MediaErrorKind::BadImage,
+            "decoded buffer does not match its size",
+        ));
     };
     let mut dynamic = DynamicImage::ImageRgb8(buffer);
     dynamic.apply_orientation(orientation);
     let rotated = dynamic.into_rgb8();
-    RgbImage {
+    Ok(RgbImage {
         width: rotated.width(),
         height: rotated.height(),
         data: rotated.into_raw(),
-    }
+    })
 }
 
-fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), MediaError> {
+/// Checks the header's size against `limits`; `bytes_per_pixel` is the format's worst-case
+/// decode memory per pixel.
+fn check_dimensions(
+    width: u32,
+    height: u32,
+    bytes_per_pixel: u64,
+    limits: &Limits,
+) -> Result<(), MediaError> {
     if width == 0 || height == 0 {
         return Err(MediaError::new(
             MediaErrorKind::BadImage,
@@ -240,10 +267,10 @@ fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), Medi
             limits.max_pixels
         ));
     }
-    if pixels * 3 > limits.max_alloc_bytes {
+    if pixels * bytes_per_pixel > limits.max_alloc_bytes {
         return too_large(format!(
-            "{width}x{height} needs {} bytes as rgb, over the {} byte allocation limit",
-            pixels * 3,
+            "{width}x{height} needs about {} bytes to decode, over the {} byte allocation limit",
+            pixels * bytes_per_pixel,
             limits.max_alloc_bytes
         ));
     }

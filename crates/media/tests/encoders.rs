@@ -194,3 +194,30 @@ fn a_missing_ffmpeg_is_reported_as_unavailable() {
     assert_eq!(err.kind, MediaErrorKind::EncoderUnavailable);
     assert!(err.message.contains("/nonexistent/ffmpeg"), "{err}");
 }
+
+#[test]
+fn a_stuck_ffmpeg_is_killed_at_the_deadline() {
+    let mut encoder = FfmpegEncoder::detect().expect("ffmpeg");
+    encoder.timeout = std::time::Duration::from_millis(1);
+    let err = encoder.encode(&frames(), FPS).unwrap_err();
+    assert_eq!(err.kind, MediaErrorKind::EncoderFailed);
+    assert!(err.message.contains("ran past"), "{err}");
+}
+
+#[test]
+fn a_failing_ffmpeg_reports_its_stderr() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("ffmpeg");
+    // Claims libx264, then fails every encode.
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nif [ \"$2\" = -encoders ]; then echo ' V..... libx264'; exit 0; fi\necho 'no space left on device' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let encoder = FfmpegEncoder::with_binary(&fake).unwrap();
+    let err = encoder.encode(&frames(), FPS).unwrap_err();
+    assert_eq!(err.kind, MediaErrorKind::EncoderFailed);
+    assert!(err.message.contains("no space left on device"), "{err}");
+}

@@ -264,7 +264,7 @@ fn byte_pixel_and_allocation_limits_are_enforced() {
         max_input_bytes: photo.len(),
         max_side_px: 64,
         max_pixels: 64 * 32,
-        max_alloc_bytes: 64 * 32 * 3,
+        max_alloc_bytes: 64 * 32 * 4,
     };
     assert!(decode(&photo, &exact).is_ok());
 }
