@@ -169,6 +169,43 @@ fn a_jpeg_cut_in_its_scan_data_is_a_bad_image() {
     }
 }
 
+const PROGRESSIVE: &[u8] = include_bytes!("data/progressive-restart.jpg");
+const GREY: &[u8] = include_bytes!("data/grey.jpg");
+
+#[test]
+fn progressive_with_restarts_and_greyscale_jpegs_decode() {
+    let image = decode(PROGRESSIVE, &limits()).unwrap();
+    assert_eq!((image.width, image.height), (96, 64));
+    let image = decode(GREY, &limits()).unwrap();
+    assert_eq!((image.width, image.height), (96, 64));
+    assert!(
+        image
+            .data
+            .chunks_exact(3)
+            .all(|px| px[0] == px[1] && px[1] == px[2])
+    );
+}
+
+#[test]
+fn a_progressive_jpeg_cut_between_or_inside_scans_is_a_bad_image() {
+    let scans: Vec<usize> = PROGRESSIVE
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| *w == [0xFF, 0xDA])
+        .map(|(at, _)| at)
+        .collect();
+    assert!(scans.len() > 2, "a progressive jpeg has several scans");
+    for cut in [
+        scans[1],
+        scans[1] + 20,
+        scans[scans.len() - 1] + 30,
+        PROGRESSIVE.len() - 2,
+    ] {
+        let err = decode(&PROGRESSIVE[..cut], &limits()).unwrap_err();
+        assert_eq!(err.kind, MediaErrorKind::BadImage, "cut at {cut}: {err}");
+    }
+}
+
 #[test]
 fn a_truncated_png_is_a_bad_image() {
     let whole = png(64, 64, &halves(64, 64), ExtendedColorType::Rgb8);
@@ -317,6 +354,8 @@ fn seeds() -> Vec<Vec<u8>> {
             ExtendedColorType::Rgba8,
         ),
         webp(16, 12),
+        PROGRESSIVE.to_vec(),
+        GREY.to_vec(),
     ]
 }
 
@@ -357,7 +396,7 @@ proptest! {
 
     #[test]
     fn truncated_and_bit_flipped_images_never_panic(
-        seed in 0usize..5,
+        seed in 0usize..7,
         cut in any::<prop::sample::Index>(),
         flips in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..8), 0..6),
     ) {
