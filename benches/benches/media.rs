@@ -86,7 +86,7 @@ fn encode(c: &mut Criterion) {
     let frames = clip();
     let encoders: Vec<Box<dyn VideoEncoder>> = vec![
         Box::new(FfmpegEncoder::detect().expect("ffmpeg with libx264")),
-        Box::new(Openh264Encoder::default()),
+        Box::new(Openh264Encoder),
     ];
     let mut group = c.benchmark_group("encode 48 frames 512x512 at 24 fps");
     group.sample_size(10);

@@ -35,7 +35,7 @@ fn frames() -> Vec<RgbImage> {
 fn encoders() -> Vec<Box<dyn VideoEncoder>> {
     let ffmpeg =
         FfmpegEncoder::detect().expect("ffmpeg with libx264 (scripts/install-system-deps.sh)");
-    vec![Box::new(ffmpeg), Box::new(Openh264Encoder::default())]
+    vec![Box::new(ffmpeg), Box::new(Openh264Encoder)]
 }
 
 /// The top-level ISO-BMFF box types in file order.
