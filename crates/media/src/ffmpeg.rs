@@ -26,8 +26,11 @@ pub struct FfmpegEncoder {
 /// How often the wait loop checks whether ffmpeg has exited.
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
-/// Most bytes of ffmpeg's stderr kept for an error message.
+/// Most bytes of ffmpeg's stderr shown in an error message (its tail).
 const STDERR_EXCERPT_BYTES: usize = 600;
+
+/// Most bytes of ffmpeg's stderr held in memory while it runs.
+const STDERR_KEPT_BYTES: u64 = 64 * 1024;
 
 fn unavailable(why: String) -> MediaError {
     MediaError::new(MediaErrorKind::EncoderUnavailable, why)
@@ -140,8 +143,13 @@ impl VideoEncoder for FfmpegEncoder {
                 Ok(())
             });
             let drainer = scope.spawn(move || {
+                // Keep the head for the error message, discard the rest: a flood stays bounded.
                 let mut log = Vec::new();
-                let _ = stderr.read_to_end(&mut log);
+                let _ = stderr
+                    .by_ref()
+                    .take(STDERR_KEPT_BYTES)
+                    .read_to_end(&mut log);
+                let _ = std::io::copy(&mut stderr, &mut std::io::sink());
                 log
             });
             let status = loop {

@@ -3,8 +3,8 @@
 //!
 //! JPEG goes to zune-jpeg in strict mode rather than through `image`: `image` returns `Ok` with
 //! grey fill for a JPEG cut in its scan data (DESIGN.md §7), and zune-jpeg alone still accepts
-//! some cuts, so the marker structure must also reach EOI (`jpeg.rs`). PNG and WebP go through `image`
-//! with its limits set, since its defaults accept a 12000×12000 PNG.
+//! some cuts, so the marker structure must also reach EOI (`jpeg.rs`). PNG and WebP go through
+//! `image` with its limits set, since its defaults accept a 12000×12000 PNG.
 
 use std::io::Cursor;
 

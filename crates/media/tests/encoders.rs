@@ -212,7 +212,12 @@ fn a_failing_ffmpeg_reports_its_stderr() {
     // Claims libx264, then fails every encode.
     std::fs::write(
         &fake,
-        "#!/bin/sh\nif [ \"$2\" = -encoders ]; then echo ' V..... libx264'; exit 0; fi\necho 'no space left on device' >&2\nexit 1\n",
+        concat!(
+            "#!/bin/sh\n",
+            "if [ \"$2\" = -encoders ]; then echo ' V..... libx264'; exit 0; fi\n",
+            "echo 'no space left on device' >&2\n",
+            "exit 1\n",
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -92,10 +92,15 @@ mod mutated {
             }
             bytes.truncate(cut.index(bytes.len() + 1).max(1));
             match decode(&bytes, &Limits::default()) {
-                Ok(image) => prop_assert_eq!(image.data.len(), image.width as usize * image.height as usize * 3),
+                Ok(image) => {
+                    let pixels = image.width as usize * image.height as usize;
+                    prop_assert_eq!(image.data.len(), pixels * 3);
+                }
                 Err(err) => prop_assert!(matches!(
                     err.kind,
-                    MediaErrorKind::UnsupportedFormat | MediaErrorKind::TooLarge | MediaErrorKind::BadImage
+                    MediaErrorKind::UnsupportedFormat
+                        | MediaErrorKind::TooLarge
+                        | MediaErrorKind::BadImage
                 )),
             }
         }

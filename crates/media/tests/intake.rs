@@ -386,9 +386,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
-    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), format in 0usize..4) {
+    fn random_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        format in 0usize..4,
+    ) {
         // Behind each format's magic bytes, so the decoders and not the sniffer see them.
-        let magic: [&[u8]; 4] = [&[0xFF, 0xD8, 0xFF], b"\x89PNG\r\n\x1a\n", b"RIFF\0\0\0\0WEBP", b""];
+        let magic: [&[u8]; 4] =
+            [&[0xFF, 0xD8, 0xFF], b"\x89PNG\r\n\x1a\n", b"RIFF\0\0\0\0WEBP", b""];
         let mut input = magic[format].to_vec();
         input.extend_from_slice(&bytes);
         assert_typed(&input);
