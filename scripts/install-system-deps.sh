@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# scripts/install-system-deps.sh - installs the system packages the build and tests need and a
+# fresh machine lacks: ffmpeg/ffprobe (crates/media's encoder and its ffprobe checks) and
+# libheif-dev (crates/media's `heic` feature). Idempotent: installs only what is missing and
+# refreshes the package index only then. Debian/Ubuntu (apt); needs root or sudo.
+set -euo pipefail
+packages=(ffmpeg libheif-dev)
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+echo "installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
