@@ -1,0 +1,272 @@
+//! The worker (`clip-worker`): pulls jobs from its pool's queue and turns each photo into a
+//! video. Per job: deadline and tombstone checks → fetch (get, unseal, verify sha256, bounded
+//! decode, fit to the model's input) → inference on the engine's dedicated thread (batched with
+//! other jobs) → MP4 encode (on the blocking pool) → store sealed under the job's id → finish:
+//! `succeeded`, delete the photo, `input_deleted`, ack. The worker talks only to the broker and
+//! the object store (no database), so it scales freely.
+//!
+//! Jobs overlap: up to `slots` run at once, so the I/O of the next jobs overlaps inference of
+//! the current batch. Drain (shutdown future or a `drain` control message): stop receiving,
+//! finish in-flight jobs within the grace period, report.
+//!
+//! Modules:
+//! - `job`: one job from delivery to ack, and the classification of its failures.
+//! - `events`: job events batched across jobs, each job waiting for its confirm.
+//! - `run` (this file): [`WorkerConfig`], [`run`], heartbeats, drain.
+
+mod events;
+mod job;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use clipfleet_broker::{Broker, Outgoing, QueueRef, Receive, Topic, receive_decoded};
+use clipfleet_infer::{Engine, ModelSpec};
+use clipfleet_media::{Limits, VideoEncoder};
+use clipfleet_proto::{
+    Control, ControlCommand, GenerateJob, PoolName, SCHEMA_VERSION, Timestamp, WorkerId, decode,
+    encode,
+};
+use clipfleet_store::ObjectStore;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use job::Outcome;
+
+use crate::events::EventSink;
+
+/// How one worker process runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's id (heartbeats, events).
+    pub worker_id: WorkerId,
+    /// The pool whose queue it serves.
+    pub pool: PoolName,
+    /// Jobs held at once (received and not yet settled): enough to keep the device busy while
+    /// the next jobs' photos are fetched.
+    pub slots: usize,
+    /// Lease on each delivery, kept alive by a heartbeat while the job runs.
+    pub lease: Duration,
+    /// Largest photo fetched, in bytes.
+    pub max_photo_bytes: u64,
+    /// Bounds on decoding untrusted photos.
+    pub intake_limits: Limits,
+    /// First retry delay after a transient failure; doubles per attempt.
+    pub retry_base_delay: Duration,
+    /// Attempts before a transiently failing job is dead-lettered.
+    pub max_attempts: u32,
+    /// How long in-flight jobs may take to finish once draining.
+    pub drain_grace: Duration,
+    /// How often the worker announces itself on the control bus.
+    pub heartbeat_every: Duration,
+    /// Where inference runs, for heartbeats (`cpu`, `cuda:0`).
+    pub device_label: String,
+}
+
+impl WorkerConfig {
+    /// Defaults for `pool`, with a worker id.
+    pub fn new(worker_id: WorkerId, pool: PoolName) -> Self {
+        WorkerConfig {
+            worker_id,
+            pool,
+            slots: 16,
+            lease: Duration::from_secs(120),
+            max_photo_bytes: 40 << 20,
+            intake_limits: Limits::default(),
+            retry_base_delay: Duration::from_secs(5),
+            max_attempts: 4,
+            drain_grace: Duration::from_secs(60),
+            heartbeat_every: Duration::from_secs(5),
+            device_label: "cpu".into(),
+        }
+    }
+}
+
+/// What a worker needs from outside.
+#[derive(Debug, Clone)]
+pub struct WorkerDeps {
+    /// Job queue, events and control.
+    pub broker: Arc<dyn Broker>,
+    /// The (sealed) object store: photos in, videos out.
+    pub store: Arc<dyn ObjectStore>,
+    /// The inference engine, its models loaded and warm.
+    pub engine: Engine,
+    /// The manifest entries of the models the engine serves.
+    pub models: Vec<ModelSpec>,
+    /// The MP4 encoder.
+    pub encoder: Arc<dyn VideoEncoder>,
+}
+
+/// What a worker did, returned when it has drained.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Jobs whose video was stored.
+    pub succeeded: u64,
+    /// Jobs that failed terminally.
+    pub failed: u64,
+    /// Jobs handed back for a delayed retry.
+    pub retried: u64,
+    /// Jobs dead-lettered.
+    pub dead_lettered: u64,
+    /// Jobs left to the broker to redeliver (lease lost, or cut off by the drain deadline).
+    pub abandoned: u64,
+}
+
+pub(crate) struct Shared {
+    pub broker: Arc<dyn Broker>,
+    pub store: Arc<dyn ObjectStore>,
+    pub engine: Engine,
+    pub encoder: Arc<dyn VideoEncoder>,
+    pub models: HashMap<(String, String), ModelSpec>,
+    pub config: WorkerConfig,
+    pub events: EventSink,
+}
+
+/// Runs the worker until `shutdown` resolves or a `drain` control message names it, then
+/// drains: stops receiving and gives in-flight jobs `drain_grace` to finish.
+pub async fn run(
+    deps: WorkerDeps,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<WorkerReport> {
+    let shared = Arc::new(Shared {
+        events: EventSink::start(deps.broker.clone()),
+        broker: deps.broker,
+        store: deps.store,
+        engine: deps.engine,
+        encoder: deps.encoder,
+        models: deps
+            .models
+            .into_iter()
+            .map(|m| ((m.name.clone(), m.version.clone()), m))
+            .collect(),
+        config: config.clone(),
+    });
+    let draining = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicU32::new(0));
+    let mut side_tasks = JoinSet::new();
+    if let Some(bus) = shared.broker.control_bus() {
+        bus.subscribe_control(&config.worker_id).await?;
+        side_tasks.spawn(control_loop(shared.clone(), draining.clone(), busy.clone()));
+    }
+    let slots = Arc::new(Semaphore::new(config.slots.max(1)));
+    let queue = QueueRef::Jobs(config.pool.clone());
+    let mut jobs: JoinSet<Outcome> = JoinSet::new();
+    let mut report = WorkerReport::default();
+    tokio::pin!(shutdown);
+    info!(worker = %config.worker_id, pool = %config.pool, slots = config.slots, "worker started");
+    while !draining.load(Ordering::SeqCst) {
+        while let Some(done) = jobs.try_join_next() {
+            tally(&mut report, done);
+        }
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(done) = jobs.join_next() => tally(&mut report, done),
+            }
+            continue;
+        }
+        let received = tokio::select! {
+            () = &mut shutdown => break,
+            received = receive_decoded::<GenerateJob>(shared.broker.as_ref(), &queue, Receive::new(free, config.lease, Duration::from_millis(500))) => received,
+        };
+        match received {
+            Ok(batch) => {
+                for (delivery, job) in batch {
+                    let permit = slots
+                        .clone()
+                        .try_acquire_owned()
+                        .expect("asked for no more than the free slots");
+                    let (shared, busy) = (shared.clone(), busy.clone());
+                    busy.fetch_add(1, Ordering::SeqCst);
+                    jobs.spawn(async move {
+                        let outcome = job::process(shared, delivery, job).await;
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        drop(permit);
+                        outcome
+                    });
+                }
+            }
+            Err(err) => {
+                warn!(error = %err, "receive failed; backing off");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    info!(worker = %config.worker_id, in_flight = jobs.len(), "draining");
+    let deadline = tokio::time::Instant::now() + config.drain_grace;
+    while !jobs.is_empty() {
+        match tokio::time::timeout_at(deadline, jobs.join_next()).await {
+            Ok(Some(done)) => tally(&mut report, done),
+            Ok(None) => break,
+            Err(_) => {
+                // Past the grace period: their leases lapse and the broker redelivers them.
+                report.abandoned += jobs.len() as u64;
+                jobs.abort_all();
+                break;
+            }
+        }
+    }
+    side_tasks.abort_all();
+    info!(worker = %config.worker_id, ?report, "worker stopped");
+    Ok(report)
+}
+
+fn tally(report: &mut WorkerReport, done: Result<Outcome, tokio::task::JoinError>) {
+    match done {
+        Ok(Outcome::Succeeded) => report.succeeded += 1,
+        Ok(Outcome::Failed(_)) => report.failed += 1,
+        Ok(Outcome::Retried) => report.retried += 1,
+        Ok(Outcome::DeadLettered) => report.dead_lettered += 1,
+        Ok(Outcome::Abandoned) | Err(_) => report.abandoned += 1,
+    }
+}
+
+/// Heartbeats out, steering in: announces the worker every `heartbeat_every` and starts the
+/// drain when a `drain` names it (or its pool, or everyone).
+async fn control_loop(shared: Arc<Shared>, draining: Arc<AtomicBool>, busy: Arc<AtomicU32>) {
+    let config = &shared.config;
+    let queue = QueueRef::Control(config.worker_id.clone());
+    let mut beat = tokio::time::interval(config.heartbeat_every);
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                let heartbeat = Control {
+                    v: SCHEMA_VERSION,
+                    at: Timestamp::from_system_time(SystemTime::now()),
+                    command: ControlCommand::Heartbeat {
+                        worker: config.worker_id.clone(),
+                        pool: config.pool.clone(),
+                        busy: busy.load(Ordering::SeqCst),
+                        slots: u32::try_from(config.slots).unwrap_or(u32::MAX),
+                        device: config.device_label.clone(),
+                        model: shared.models.values().map(|m| m.key()).collect::<Vec<_>>().join(","),
+                    },
+                };
+                if let Ok(body) = encode(&heartbeat)
+                    && let Err(err) = shared.broker.publish(&Topic::Control, Outgoing::new(body)).await
+                {
+                    warn!(error = %err, "heartbeat not sent");
+                }
+            }
+            received = shared.broker.receive(&queue, Receive::new(16, Duration::from_secs(30), Duration::from_secs(1))) => {
+                let Ok(deliveries) = received else { continue };
+                for delivery in &deliveries {
+                    if let Ok(Control { command: ControlCommand::Drain { pool, worker }, .. }) = decode::<Control>(&delivery.body)
+                        && pool.as_ref().is_none_or(|p| *p == config.pool)
+                        && worker.as_ref().is_none_or(|w| *w == config.worker_id)
+                    {
+                        info!(worker = %config.worker_id, "drain requested");
+                        draining.store(true, Ordering::SeqCst);
+                    }
+                }
+                let leases: Vec<_> = deliveries.iter().map(|d| d.lease.clone()).collect();
+                let _ = shared.broker.ack(&leases).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! `clip-worker`: the GPU worker process, and the whole job on embedded defaults.
+//!
+//! ```text
+//! clip-worker serve [--config FILE] [--manifest FILE] [--worker-id ID] [--pool NAME] [--slots N]
+//! clip-worker embedded PHOTO OUT.mp4 [--motion PRESET] [--manifest FILE]
+//! ```
+//!
+//! `serve` runs a worker against the backends of the config file (embedded default when none;
+//! `CLIPFLEET_*` overrides) until SIGTERM or Ctrl-C, then drains. `embedded` runs the fleet in
+//! one process — in-memory broker, sealed in-memory store, this worker — submits PHOTO as a
+//! job the way ingest does, writes the MP4, and shows that the photo is gone.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use clipfleet_broker::{
+    Broker, BrokerOptions, InMemoryBroker, Outgoing, PoolSpec, QueueRef, Receive, Topic, connect,
+};
+use clipfleet_config::Config;
+use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry};
+use clipfleet_media::{FfmpegEncoder, Limits, Openh264Encoder, VideoEncoder, probe};
+use clipfleet_proto::{
+    AccountId, EventBatch, EventKind, GenerateJob, InputRef, JobId, ModelRef, Motion, Params,
+    PoolName, Priority, SCHEMA_VERSION, Sha256Hex, Timestamp, WorkerId, decode, encode,
+};
+use clipfleet_store::{
+    InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
+    body_from_bytes, open_sealed, read_to_end,
+};
+use clipfleet_worker::{WorkerConfig, WorkerDeps, run};
+use sha2::{Digest, Sha256};
+
+const DEFAULT_MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/manifest.toml");
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn positional(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for arg in args {
+        if skip {
+            skip = false;
+        } else if arg.starts_with("--") {
+            skip = true;
+        } else {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
+fn load_models(manifest: &str) -> anyhow::Result<(Engine, Vec<clipfleet_infer::ModelSpec>)> {
+    let registry = ModelRegistry::load(&PathBuf::from(manifest), Device::cuda_if_available())
+        .context("load models")?;
+    let models = registry.models().map(|m| m.spec.clone()).collect();
+    Ok((Engine::start(registry, EngineConfig::default())?, models))
+}
+
+fn encoder() -> Arc<dyn VideoEncoder> {
+    match FfmpegEncoder::detect() {
+        Ok(ffmpeg) => Arc::new(ffmpeg),
+        Err(_) => Arc::new(Openh264Encoder),
+    }
+}
+
+fn device_label() -> String {
+    match Device::cuda_if_available() {
+        Device::Cuda(index) => format!("cuda:{index}"),
+        _ => "cpu".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    tch::set_num_threads(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]).await,
+        Some("embedded") => embedded(&args[1..]).await,
+        _ => bail!(
+            "usage: clip-worker serve [--config FILE] [--manifest FILE] [--worker-id ID] [--pool NAME] [--slots N]\n       clip-worker embedded PHOTO OUT.mp4 [--motion PRESET] [--manifest FILE]"
+        ),
+    }
+}
+
+async fn serve(args: &[String]) -> anyhow::Result<()> {
+    let config = Config::load(
+        flag(args, "--config").map(PathBuf::from).as_deref(),
+        &clipfleet_config::env_from_process(),
+    )?;
+    let pool = config
+        .pool(&flag(args, "--pool").unwrap_or_else(|| config.pools[0].name.to_string()))
+        .context("no such pool in the config")?
+        .clone();
+    let broker = connect(config.broker.expose(), BrokerOptions::default())
+        .await
+        .context("broker")?;
+    broker
+        .ensure_pool(
+            &pool.name,
+            PoolSpec {
+                max_deliveries: pool.max_deliveries,
+            },
+        )
+        .await?;
+    let store = open_sealed(config.store.expose(), &config.keyring)
+        .await
+        .context("store")?;
+    let (engine, models) =
+        load_models(&flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()))?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+    let worker_id = WorkerId::new(
+        flag(args, "--worker-id").unwrap_or_else(|| format!("{host}.{}", std::process::id())),
+    )?;
+    let mut worker = WorkerConfig::new(worker_id, pool.name.clone());
+    worker.device_label = device_label();
+    if let Some(slots) = flag(args, "--slots") {
+        worker.slots = slots.parse().context("--slots")?;
+    }
+    let deps = WorkerDeps {
+        broker,
+        store,
+        engine,
+        models,
+        encoder: encoder(),
+    };
+    let report = run(deps, worker, shutdown_signal()).await?;
+    tracing::info!(?report, "drained");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[allow(clippy::print_stdout)] // the command's report
+async fn embedded(args: &[String]) -> anyhow::Result<()> {
+    let [photo_path, out_path] = <[String; 2]>::try_from(positional(args))
+        .map_err(|_| anyhow::anyhow!("usage: clip-worker embedded PHOTO OUT.mp4"))?;
+    let motion = Motion::parse(&flag(args, "--motion").unwrap_or_else(|| "zoom_in".into()));
+    if motion == Motion::Unknown {
+        bail!(
+            "--motion is one of {}",
+            Motion::KNOWN
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let started = Instant::now();
+    let photo = std::fs::read(&photo_path).with_context(|| format!("read {photo_path}"))?;
+    // What ingest does before storing: sniff and bound the image from its header.
+    let info = probe(&photo, &Limits::default())
+        .map_err(|err| anyhow::anyhow!("{}: {err}", err.code()))?;
+    let broker = Arc::new(InMemoryBroker::new());
+    let pool = PoolName::new("default")?;
+    broker.ensure_pool(&pool, PoolSpec::default()).await?;
+    let store: Arc<dyn ObjectStore> = Arc::new(SealedObjectStore::new(
+        Arc::new(InMemoryObjectStore::new()),
+        Arc::new(LocalKeyring::ephemeral()?),
+    ));
+    let (engine, models) =
+        load_models(&flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()))?;
+    let spec = models
+        .iter()
+        .find(|m| m.name == "motion")
+        .context("the manifest has no motion model")?
+        .clone();
+    let account = AccountId::new("embedded")?;
+    let job_id = JobId::generate();
+    let input = ObjectKey::input(&account, job_id);
+    store.put(&input, body_from_bytes(photo.clone())).await?;
+    let now = SystemTime::now();
+    let digest: [u8; 32] = Sha256::digest(&photo).into();
+    let job = GenerateJob {
+        v: SCHEMA_VERSION,
+        job_id,
+        account_id: account.clone(),
+        pool: pool.clone(),
+        model: ModelRef {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        },
+        input: InputRef {
+            key: input.as_str().into(),
+            size: photo.len() as u64,
+            sha256: Sha256Hex::from_digest(&digest),
+            content_type: format!("image/{}", info.format.name()),
+        },
+        params: Params {
+            frames: spec.frames as u16,
+            fps: spec.fps as u16,
+            width: spec.input.width as u16,
+            height: spec.input.height as u16,
+            seed: 0,
+            motion,
+        },
+        priority: Priority::Free,
+        submitted_at: Timestamp::from_system_time(now),
+        deadline: Timestamp::from_system_time(now + Duration::from_secs(600)),
+        trace: None,
+    };
+    broker
+        .publish(
+            &Topic::Jobs(pool.clone(), Priority::Free),
+            Outgoing::new(encode(&job)?),
+        )
+        .await?;
+    let mut config = WorkerConfig::new(WorkerId::new("embedded")?, pool);
+    config.device_label = device_label();
+    let deps = WorkerDeps {
+        broker: broker.clone(),
+        store: store.clone(),
+        engine,
+        models,
+        encoder: encoder(),
+    };
+    let encoder_name = deps.encoder.name();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(run(deps, config, async move {
+        let _ = stopped.await;
+    }));
+    let (mut result, mut deleted) = (None, false);
+    while result.is_none() || !deleted {
+        let got = broker
+            .receive(
+                &QueueRef::Events,
+                Receive::new(64, Duration::from_secs(60), Duration::from_secs(1)),
+            )
+            .await?;
+        for delivery in &got {
+            for event in decode::<EventBatch>(&delivery.body)?.events {
+                match event.event {
+                    EventKind::Succeeded { size, stages, .. } => result = Some(Ok((size, stages))),
+                    EventKind::Failed {
+                        code,
+                        message,
+                        retryable: false,
+                    } => result = Some(Err(format!("{code}: {message}"))),
+                    EventKind::InputDeleted => deleted = true,
+                    _ => {}
+                }
+            }
+        }
+        let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+        broker.ack(&leases).await?;
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the job did not finish within 10 minutes");
+        }
+    }
+    let _ = stop.send(());
+    worker.await??;
+    let photo_gone =
+        matches!(store.head(&input).await, Err(err) if err.kind() == StoreErrorKind::NotFound);
+    match result {
+        Some(Ok((size, stages))) => {
+            let video = read_to_end(
+                store.get(&ObjectKey::output(&account, job_id)).await?,
+                1 << 30,
+            )
+            .await?;
+            std::fs::write(&out_path, &*video).with_context(|| format!("write {out_path}"))?;
+            println!(
+                "{out_path}: {size} bytes, {} frames of {}x{} at {} fps ({}, encoder {encoder_name})",
+                spec.frames, spec.input.width, spec.input.height, spec.fps, motion
+            );
+            println!(
+                "stages: fetch {} ms, inference {} ms, encode {} ms, store {} ms; total {} ms",
+                stages.fetch_ms,
+                stages.infer_ms,
+                stages.encode_ms,
+                stages.store_ms,
+                started.elapsed().as_millis()
+            );
+            println!(
+                "photo deleted from the store after generation: {}",
+                if photo_gone { "yes" } else { "NO" }
+            );
+            if !photo_gone {
+                bail!("the photo outlived its video");
+            }
+            Ok(())
+        }
+        Some(Err(reason)) => bail!(
+            "job failed: {reason} (photo deleted: {})",
+            if photo_gone { "yes" } else { "no" }
+        ),
+        None => bail!("no outcome"),
+    }
+}

@@ -1,0 +1,506 @@
+//! The worker on embedded defaults: the in-memory broker, a sealed in-memory store, the real
+//! engine with the `motion` model, the in-process openh264 encoder. A photo in, a playable MP4
+//! out, the photo gone; bad photos, expired jobs, erased accounts, redeliveries, drains.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clipfleet_broker::{Broker, InMemoryBroker, Outgoing, PoolSpec, QueueRef, Receive, Topic};
+use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry};
+use clipfleet_media::Openh264Encoder;
+use clipfleet_proto::{
+    AccountId, ErrorCode, EventBatch, EventKind, GenerateJob, InputRef, JobId, ModelRef, Motion,
+    Params, PoolName, Priority, SCHEMA_VERSION, Sha256Hex, Timestamp, WorkerId, decode, encode,
+};
+use clipfleet_store::{
+    InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
+    body_from_bytes, read_to_end,
+};
+use clipfleet_worker::{WorkerConfig, WorkerDeps, WorkerReport, run};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+const W: u32 = 128;
+const H: u32 = 96;
+const FRAMES: u16 = 12;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The motion model at a small input size, through a manifest of its own in a temp dir.
+fn manifest(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clipfleet-worker-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let real = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
+    let block = real
+        .split("[[model]]")
+        .find(|b| b.contains("name = \"motion\""))
+        .expect("motion entry");
+    let block = block
+        .replace(
+            "input = { width = 512, height = 512 }",
+            &format!("input = {{ width = {W}, height = {H} }}"),
+        )
+        .replace("frames = 48", &format!("frames = {FRAMES}"));
+    std::fs::write(
+        dir.join("manifest.toml"),
+        format!("version = 1\n[[model]]{block}"),
+    )
+    .expect("write");
+    std::fs::copy(repo().join("models/motion.pt"), dir.join("motion.pt")).expect("copy");
+    dir.join("manifest.toml")
+}
+
+struct Fleet {
+    broker: Arc<InMemoryBroker>,
+    store: Arc<dyn ObjectStore>,
+    deps: WorkerDeps,
+    pool: PoolName,
+    account: AccountId,
+}
+
+impl Fleet {
+    async fn new(tag: &str) -> Fleet {
+        tch::set_num_threads(1);
+        let broker = Arc::new(InMemoryBroker::new());
+        let pool = PoolName::new("default").expect("pool");
+        broker
+            .ensure_pool(&pool, PoolSpec::default())
+            .await
+            .expect("pool");
+        let keyring = Arc::new(LocalKeyring::ephemeral().expect("keyring"));
+        let store: Arc<dyn ObjectStore> = Arc::new(SealedObjectStore::new(
+            Arc::new(InMemoryObjectStore::new()),
+            keyring,
+        ));
+        let registry = ModelRegistry::load(&manifest(tag), Device::Cpu).expect("models");
+        let models = registry.models().map(|m| m.spec.clone()).collect();
+        let engine = Engine::start(registry, EngineConfig::default()).expect("engine");
+        let deps = WorkerDeps {
+            broker: broker.clone(),
+            store: store.clone(),
+            engine,
+            models,
+            encoder: Arc::new(Openh264Encoder),
+        };
+        Fleet {
+            broker,
+            store,
+            deps,
+            pool,
+            account: AccountId::new("acct-embedded").expect("account"),
+        }
+    }
+
+    /// Stores `photo` sealed and publishes its job; returns the job.
+    async fn submit(&self, photo: &[u8], deadline_in: Duration, motion: Motion) -> GenerateJob {
+        let job_id = JobId::generate();
+        let key = ObjectKey::input(&self.account, job_id);
+        self.store
+            .put(&key, body_from_bytes(photo.to_vec()))
+            .await
+            .expect("put photo");
+        let now = SystemTime::now();
+        let digest: [u8; 32] = Sha256::digest(photo).into();
+        let job = GenerateJob {
+            v: SCHEMA_VERSION,
+            job_id,
+            account_id: self.account.clone(),
+            pool: self.pool.clone(),
+            model: ModelRef {
+                name: "motion".into(),
+                version: "1".into(),
+            },
+            input: InputRef {
+                key: key.as_str().into(),
+                size: photo.len() as u64,
+                sha256: Sha256Hex::from_digest(&digest),
+                content_type: "image/jpeg".into(),
+            },
+            params: Params {
+                frames: FRAMES,
+                fps: 12,
+                width: W as u16,
+                height: H as u16,
+                seed: 1,
+                motion,
+            },
+            priority: Priority::Free,
+            submitted_at: Timestamp::from_system_time(now),
+            deadline: Timestamp::from_system_time(now + deadline_in),
+            trace: None,
+        };
+        let body = encode(&job).expect("encode");
+        self.broker
+            .publish(
+                &Topic::Jobs(self.pool.clone(), Priority::Free),
+                Outgoing::new(body),
+            )
+            .await
+            .expect("publish");
+        job
+    }
+
+    fn config(&self) -> WorkerConfig {
+        let mut config = WorkerConfig::new(
+            WorkerId::new("w-embedded").expect("worker"),
+            self.pool.clone(),
+        );
+        config.retry_base_delay = Duration::from_millis(50);
+        config.heartbeat_every = Duration::from_millis(200);
+        config
+    }
+
+    fn start(
+        &self,
+        config: WorkerConfig,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<WorkerReport>) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let deps = self.deps.clone();
+        let handle = tokio::spawn(async move {
+            run(deps, config, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("worker run")
+        });
+        (stop, handle)
+    }
+
+    /// Every event the workers published so far, in order.
+    async fn events(&self) -> Vec<clipfleet_proto::JobEvent> {
+        let mut events = Vec::new();
+        loop {
+            let got = self
+                .broker
+                .receive(
+                    &QueueRef::Events,
+                    Receive::new(100, Duration::from_secs(60), Duration::ZERO),
+                )
+                .await
+                .expect("events");
+            if got.is_empty() {
+                return events;
+            }
+            for delivery in &got {
+                events.extend(
+                    decode::<EventBatch>(&delivery.body)
+                        .expect("event batch")
+                        .events,
+                );
+            }
+            let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+            self.broker.ack(&leases).await.expect("ack events");
+        }
+    }
+
+    async fn wait_for_terminal(&self, jobs: usize) -> Vec<clipfleet_proto::JobEvent> {
+        let mut all = Vec::new();
+        for _ in 0..600 {
+            all.extend(self.events().await);
+            let terminal = all
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.event,
+                        EventKind::Succeeded { .. }
+                            | EventKind::Failed {
+                                retryable: false,
+                                ..
+                            }
+                    )
+                })
+                .count();
+            let deleted = all
+                .iter()
+                .filter(|e| e.event == EventKind::InputDeleted)
+                .count();
+            if terminal >= jobs && deleted >= jobs {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("jobs did not finish: {all:?}");
+    }
+
+    async fn gone(&self, key: &ObjectKey) -> bool {
+        matches!(self.store.head(key).await, Err(err) if err.kind() == StoreErrorKind::NotFound)
+    }
+}
+
+fn photo() -> Vec<u8> {
+    std::fs::read(repo().join("models/samples/hillside.jpg")).expect("sample photo")
+}
+
+/// ffprobe's view of an MP4: codec, frames, size, pixel format.
+fn probe(mp4: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("clipfleet-worker-{}.mp4", JobId::generate()));
+    std::fs::write(&path, mp4).expect("write mp4");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,pix_fmt,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffprobe (scripts/install-system-deps.sh installs it)");
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_becomes_a_playable_mp4_and_the_photo_is_gone() {
+    let fleet = Fleet::new("happy").await;
+    let job = fleet
+        .submit(&photo(), Duration::from_secs(600), Motion::ZoomIn)
+        .await;
+    let (stop, worker) = fleet.start(fleet.config());
+    let events = fleet.wait_for_terminal(1).await;
+    let kinds: Vec<_> = events
+        .iter()
+        .filter(|e| e.job_id == job.job_id)
+        .map(|e| &e.event)
+        .collect();
+    assert!(
+        matches!(
+            kinds[..],
+            [
+                EventKind::Started,
+                EventKind::Succeeded { .. },
+                EventKind::InputDeleted
+            ]
+        ),
+        "{kinds:?}"
+    );
+    let succeeded_at = events
+        .iter()
+        .find(|e| matches!(e.event, EventKind::Succeeded { .. }))
+        .expect("succeeded")
+        .at;
+    let deleted_at = events
+        .iter()
+        .find(|e| e.event == EventKind::InputDeleted)
+        .expect("deleted")
+        .at;
+    assert!(
+        deleted_at.saturating_since(succeeded_at) < Duration::from_secs(1),
+        "photo outlived the video by more than 1 s"
+    );
+    assert!(
+        fleet
+            .gone(&ObjectKey::input(&job.account_id, job.job_id))
+            .await,
+        "the photo is still stored"
+    );
+    let output = ObjectKey::output(&job.account_id, job.job_id);
+    let mp4 = read_to_end(fleet.store.get(&output).await.expect("video"), 64 << 20)
+        .await
+        .expect("read video");
+    let moov = mp4.windows(4).position(|w| w == b"moov").expect("moov");
+    let mdat = mp4.windows(4).position(|w| w == b"mdat").expect("mdat");
+    assert!(moov < mdat, "moov must come first (faststart)");
+    assert_eq!(probe(&mp4), format!("h264,{W},{H},yuv420p,{FRAMES}"));
+    let depth = fleet
+        .broker
+        .depth(&QueueRef::Jobs(fleet.pool.clone()))
+        .await
+        .expect("depth");
+    assert_eq!(
+        (depth.ready, depth.in_flight),
+        (0, Some(0)),
+        "the job was acked"
+    );
+    stop.send(()).expect("stop");
+    let report = worker.await.expect("worker");
+    assert_eq!(report.succeeded, 1, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_photos_expired_jobs_and_erased_accounts_fail_and_leave_nothing() {
+    let fleet = Fleet::new("bad").await;
+    let good = photo();
+    let cut = good[..good.len() * 2 / 3].to_vec();
+    let not_an_image = b"hello, I am a text file".to_vec();
+    let jobs = [
+        (
+            fleet
+                .submit(&cut, Duration::from_secs(600), Motion::ZoomIn)
+                .await,
+            ErrorCode::BadImage,
+        ),
+        (
+            fleet
+                .submit(&not_an_image, Duration::from_secs(600), Motion::PanLeft)
+                .await,
+            ErrorCode::UnsupportedFormat,
+        ),
+        (
+            fleet.submit(&good, Duration::ZERO, Motion::ZoomOut).await,
+            ErrorCode::Expired,
+        ),
+    ];
+    let (stop, worker) = fleet.start(fleet.config());
+    let events = fleet.wait_for_terminal(jobs.len()).await;
+    for (job, code) in &jobs {
+        let failed = events.iter().find_map(|e| match &e.event {
+            EventKind::Failed {
+                code,
+                retryable: false,
+                ..
+            } if e.job_id == job.job_id => Some(*code),
+            _ => None,
+        });
+        assert_eq!(failed, Some(*code), "job {}", job.job_id);
+        assert!(
+            fleet
+                .gone(&ObjectKey::input(&job.account_id, job.job_id))
+                .await,
+            "photo left for {code}"
+        );
+        assert!(
+            fleet
+                .gone(&ObjectKey::output(&job.account_id, job.job_id))
+                .await,
+            "video made for {code}"
+        );
+    }
+    stop.send(()).expect("stop");
+    assert_eq!(worker.await.expect("worker").failed, 3);
+
+    // An account erased while its job waited: the job is dropped, the photo deleted.
+    let erased = Fleet::new("erased").await;
+    erased
+        .store
+        .put(
+            &ObjectKey::tombstone(&erased.account),
+            body_from_bytes(Vec::new()),
+        )
+        .await
+        .expect("tombstone");
+    let job = erased
+        .submit(&photo(), Duration::from_secs(600), Motion::ZoomIn)
+        .await;
+    let (stop, worker) = erased.start(erased.config());
+    let events = erased.wait_for_terminal(1).await;
+    assert!(
+        events.iter().any(|e| matches!(
+            e.event,
+            EventKind::Failed {
+                code: ErrorCode::AccountErased,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        erased
+            .gone(&ObjectKey::input(&job.account_id, job.job_id))
+            .await
+    );
+    assert!(
+        erased
+            .gone(&ObjectKey::output(&job.account_id, job.job_id))
+            .await
+    );
+    stop.send(()).expect("stop");
+    worker.await.expect("worker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_job_whose_video_exists_only_finishes() {
+    let fleet = Fleet::new("redelivered").await;
+    let job = fleet
+        .submit(&photo(), Duration::from_secs(600), Motion::ZoomIn)
+        .await;
+    let output = ObjectKey::output(&job.account_id, job.job_id);
+    fleet
+        .store
+        .put(
+            &output,
+            body_from_bytes(b"an earlier attempt's video".to_vec()),
+        )
+        .await
+        .expect("video");
+    let (stop, worker) = fleet.start(fleet.config());
+    let events = fleet.wait_for_terminal(1).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.event, EventKind::Succeeded { .. }))
+    );
+    assert!(
+        fleet
+            .gone(&ObjectKey::input(&job.account_id, job.job_id))
+            .await
+    );
+    assert_eq!(
+        fleet.deps.engine.stats().jobs(),
+        0,
+        "nothing was rendered again"
+    );
+    stop.send(()).expect("stop");
+    worker.await.expect("worker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_finishes_the_jobs_in_flight_and_loses_none() {
+    let fleet = Fleet::new("drain").await;
+    let mut jobs = Vec::new();
+    for motion in [
+        Motion::ZoomIn,
+        Motion::PanRight,
+        Motion::Parallax,
+        Motion::PanUp,
+    ] {
+        jobs.push(
+            fleet
+                .submit(&photo(), Duration::from_secs(600), motion)
+                .await,
+        );
+    }
+    let (stop, worker) = fleet.start(fleet.config());
+    // Drain as soon as the jobs have started.
+    for _ in 0..200 {
+        let depth = fleet
+            .broker
+            .depth(&QueueRef::Jobs(fleet.pool.clone()))
+            .await
+            .expect("depth");
+        if depth.ready == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).expect("stop");
+    let report = worker.await.expect("worker");
+    assert_eq!(report.succeeded, 4, "{report:?}");
+    for job in &jobs {
+        assert!(
+            fleet
+                .store
+                .head(&ObjectKey::output(&job.account_id, job.job_id))
+                .await
+                .is_ok(),
+            "video missing"
+        );
+        assert!(
+            fleet
+                .gone(&ObjectKey::input(&job.account_id, job.job_id))
+                .await,
+            "photo left"
+        );
+    }
+    let depth = fleet
+        .broker
+        .depth(&QueueRef::Jobs(fleet.pool.clone()))
+        .await
+        .expect("depth");
+    assert_eq!((depth.ready, depth.in_flight), (0, Some(0)));
+}
