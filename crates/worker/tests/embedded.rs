@@ -96,8 +96,9 @@ impl Fleet {
         }
     }
 
-    /// Stores `photo` sealed and publishes its job; returns the job.
-    async fn submit(&self, photo: &[u8], deadline_in: Duration, motion: Motion) -> GenerateJob {
+    /// Stores `photo` sealed and publishes its job, due `deadline_in_ms` from now (negative:
+    /// already past); returns the job.
+    async fn submit(&self, photo: &[u8], deadline_in_ms: i64, motion: Motion) -> GenerateJob {
         let job_id = JobId::generate();
         let key = ObjectKey::input(&self.account, job_id);
         self.store
@@ -131,7 +132,11 @@ impl Fleet {
             },
             priority: Priority::Free,
             submitted_at: Timestamp::from_system_time(now),
-            deadline: Timestamp::from_system_time(now + deadline_in),
+            deadline: Timestamp::from_unix_ms(
+                Timestamp::from_system_time(now)
+                    .unix_ms()
+                    .saturating_add_signed(deadline_in_ms),
+            ),
             trace: None,
         };
         let body = encode(&job).expect("encode");
@@ -258,9 +263,7 @@ fn probe(mp4: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_becomes_a_playable_mp4_and_the_photo_is_gone() {
     let fleet = Fleet::new("happy").await;
-    let job = fleet
-        .submit(&photo(), Duration::from_secs(600), Motion::ZoomIn)
-        .await;
+    let job = fleet.submit(&photo(), 600_000, Motion::ZoomIn).await;
     let (stop, worker) = fleet.start(fleet.config());
     let events = fleet.wait_for_terminal(1).await;
     let kinds: Vec<_> = events
@@ -330,19 +333,15 @@ async fn bad_photos_expired_jobs_and_erased_accounts_fail_and_leave_nothing() {
     let not_an_image = b"hello, I am a text file".to_vec();
     let jobs = [
         (
-            fleet
-                .submit(&cut, Duration::from_secs(600), Motion::ZoomIn)
-                .await,
+            fleet.submit(&cut, 600_000, Motion::ZoomIn).await,
             ErrorCode::BadImage,
         ),
         (
-            fleet
-                .submit(&not_an_image, Duration::from_secs(600), Motion::PanLeft)
-                .await,
+            fleet.submit(&not_an_image, 600_000, Motion::PanLeft).await,
             ErrorCode::UnsupportedFormat,
         ),
         (
-            fleet.submit(&good, Duration::ZERO, Motion::ZoomOut).await,
+            fleet.submit(&good, -1_000, Motion::ZoomOut).await,
             ErrorCode::Expired,
         ),
     ];
@@ -357,7 +356,17 @@ async fn bad_photos_expired_jobs_and_erased_accounts_fail_and_leave_nothing() {
             } if e.job_id == job.job_id => Some(*code),
             _ => None,
         });
-        assert_eq!(failed, Some(*code), "job {}", job.job_id);
+        let of_job: Vec<_> = events
+            .iter()
+            .filter(|e| e.job_id == job.job_id)
+            .map(|e| &e.event)
+            .collect();
+        assert_eq!(
+            failed,
+            Some(*code),
+            "job {} expected {code}: {of_job:?}",
+            job.job_id
+        );
         assert!(
             fleet
                 .gone(&ObjectKey::input(&job.account_id, job.job_id))
@@ -384,9 +393,7 @@ async fn bad_photos_expired_jobs_and_erased_accounts_fail_and_leave_nothing() {
         )
         .await
         .expect("tombstone");
-    let job = erased
-        .submit(&photo(), Duration::from_secs(600), Motion::ZoomIn)
-        .await;
+    let job = erased.submit(&photo(), 600_000, Motion::ZoomIn).await;
     let (stop, worker) = erased.start(erased.config());
     let events = erased.wait_for_terminal(1).await;
     assert!(
@@ -416,9 +423,7 @@ async fn bad_photos_expired_jobs_and_erased_accounts_fail_and_leave_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_job_whose_video_exists_only_finishes() {
     let fleet = Fleet::new("redelivered").await;
-    let job = fleet
-        .submit(&photo(), Duration::from_secs(600), Motion::ZoomIn)
-        .await;
+    let job = fleet.submit(&photo(), 600_000, Motion::ZoomIn).await;
     let output = ObjectKey::output(&job.account_id, job.job_id);
     fleet
         .store
@@ -459,11 +464,7 @@ async fn a_drain_finishes_the_jobs_in_flight_and_loses_none() {
         Motion::Parallax,
         Motion::PanUp,
     ] {
-        jobs.push(
-            fleet
-                .submit(&photo(), Duration::from_secs(600), motion)
-                .await,
-        );
+        jobs.push(fleet.submit(&photo(), 600_000, motion).await);
     }
     let (stop, worker) = fleet.start(fleet.config());
     // Drain as soon as the jobs have started.
