@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! clip-worker serve [--config FILE] [--manifest FILE] [--worker-id ID] [--pool NAME] [--slots N]
+//!                    [--broker-namespace NS]
 //! clip-worker embedded PHOTO OUT.mp4 [--motion PRESET] [--manifest FILE]
 //! ```
 //!
@@ -103,7 +104,11 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
         .pool(&flag(args, "--pool").unwrap_or_else(|| config.pools[0].name.to_string()))
         .context("no such pool in the config")?
         .clone();
-    let broker = connect(config.broker.expose(), BrokerOptions::default())
+    let mut options = BrokerOptions::default();
+    if let Some(namespace) = flag(args, "--broker-namespace") {
+        options.namespace = namespace;
+    }
+    let broker = connect(config.broker.expose(), options)
         .await
         .context("broker")?;
     broker
