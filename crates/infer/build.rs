@@ -1,6 +1,8 @@
 //! Link settings that tch's own build script emits only for tch's own targets
-//! (`cargo:rustc-link-arg` is not inherited by dependents), so every binary and test of this
-//! crate finds libtorch without `LD_LIBRARY_PATH` and keeps `libtorch_cuda` on a CUDA build.
+//! (`cargo:rustc-link-arg` is not inherited by dependents), so every binary and test finds
+//! libtorch without `LD_LIBRARY_PATH` and keeps `libtorch_cuda` on a CUDA build. Shared by every
+//! crate that links libtorch (`build = "…/crates/infer/build.rs"` in worker and benches); each
+//! needs a direct `torch-sys` dependency, which is what passes `DEP_TCH_LIBTORCH_LIB`.
 
 fn main() {
     // torch-sys (`links = "tch"`) exports its libtorch lib dir to direct dependents.
