@@ -20,13 +20,12 @@ Run through scripts/export-models.sh (installs the full torch into a cache first
 """
 
 import hashlib
-import json
 import os
-import struct
-import sys
 
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -112,27 +111,6 @@ MODELS = [
     ("cost", "1", Cost(), (256, 256), 16, 16, 8, f"cost model: {COST_LAYERS}+2 conv3x3 layers of {COST_CHANNELS} channels per frame"),
     ("noop", "1", Noop(), (256, 256), 16, 16, 32, "repeats the input frame (dispatch overhead)"),
 ]
-
-
-def tensor_bytes(t: torch.Tensor) -> bytes:
-    assert t.dtype == torch.float32 and sys.byteorder == "little"
-    return bytes(t.contiguous().view(torch.uint8).flatten().tolist())
-
-
-def write_safetensors(path: str, tensors: dict) -> None:
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        data = tensor_bytes(t)
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    header_bytes += b" " * (-len(header_bytes) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header_bytes)))
-        f.write(header_bytes)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main() -> None:

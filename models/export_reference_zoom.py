@@ -13,13 +13,12 @@ Run through scripts/export-models.sh, which installs the full `torch` into a cac
   reference_zoom.expected.safetensors     `input` [1, 3, 40, 56] and `expected` [1, 8, 3, 40, 56]
 """
 
-import json
 import os
-import struct
-import sys
 
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import write_safetensors
 
 FRAMES = 8
 ZOOM = 0.25
@@ -47,28 +46,6 @@ class ReferenceZoom(torch.nn.Module):
                 F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
             )
         return torch.stack(frames, dim=1).clamp(0.0, 1.0)
-
-
-def tensor_bytes(t: torch.Tensor) -> bytes:
-    """Raw little-endian float32 bytes without numpy (the export venv does not need it)."""
-    assert t.dtype == torch.float32 and sys.byteorder == "little"
-    return bytes(t.contiguous().view(torch.uint8).flatten().tolist())
-
-
-def write_safetensors(path: str, tensors: dict) -> None:
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        data = tensor_bytes(t)
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    header_bytes += b" " * (-len(header_bytes) % 8)  # align the data section
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header_bytes)))
-        f.write(header_bytes)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main() -> None:
