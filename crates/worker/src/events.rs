@@ -30,6 +30,14 @@ impl EventSink {
         EventSink { queue }
     }
 
+    /// Queues `events` without waiting for the confirm: for progress, which may be lost
+    /// harmlessly (a later event supersedes it). Events keep their order with `send`'s.
+    pub(crate) fn post(&self, events: Vec<JobEvent>) {
+        let (done, _ignored) = oneshot::channel();
+        // A full queue means the broker is slow: progress is the first thing to drop.
+        let _ = self.queue.try_send((events, done));
+    }
+
     /// Publishes `events` (in a batch with other jobs' events) and returns once confirmed.
     pub(crate) async fn send(&self, events: Vec<JobEvent>) -> Result<(), BrokerError> {
         let (done, confirmed) = oneshot::channel();

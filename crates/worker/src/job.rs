@@ -208,6 +208,9 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     .map_err(|err| JobError::Transient(ErrorCode::Internal, format!("decode task: {err}")))?
     .map_err(media_error)?;
     stages.fetch_ms = ms(started.elapsed());
+    shared
+        .events
+        .post(vec![event(shared, job, EventKind::Progress { pct: 10 })]);
 
     let started = Instant::now();
     let request = GenerateRequest {
@@ -237,6 +240,9 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             }
         })?;
     stages.infer_ms = ms(started.elapsed());
+    shared
+        .events
+        .post(vec![event(shared, job, EventKind::Progress { pct: 80 })]);
 
     let started = Instant::now();
     let encoder = shared.encoder.clone();

@@ -276,6 +276,8 @@ async fn a_photo_becomes_a_playable_mp4_and_the_photo_is_gone() {
             kinds[..],
             [
                 EventKind::Started,
+                EventKind::Progress { pct: 10 },
+                EventKind::Progress { pct: 80 },
                 EventKind::Succeeded { .. },
                 EventKind::InputDeleted
             ]
