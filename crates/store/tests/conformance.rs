@@ -5,13 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
 use clipfleet_store::testsuite::{ReportedSize, run_object_store_suite, run_sealed_suite};
 use clipfleet_store::{
     InMemoryObjectStore, LocalFileObjectStore, ObjectStore, S3Location, S3ObjectStore, list_all,
 };
-use clipfleet_testkit::{aws_endpoint_url, unique_name};
+use clipfleet_testkit::{aws_sdk_config, unique_name};
 
 /// Bounds a whole test so a hung service fails it instead of stalling CI.
 async fn bounded<T>(fut: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
@@ -59,20 +57,6 @@ async fn sealed_file_store_keeps_the_contract_and_sealing_promises() -> anyhow::
     assert_directory_is_bare(dir.path())
 }
 
-/// The SDK configuration pointed at the emulator: endpoint from `AWS_ENDPOINT_URL` (loopback
-/// default), credentials from env or the emulator's dummy ones.
-async fn emulator_config() -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint_url())
-        .region(Region::new(
-            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-        ));
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        loader = loader.credentials_provider(Credentials::new("test", "test", None, None, "tests"));
-    }
-    loader.load().await
-}
-
 /// Runs `suite` against a fresh bucket, then empties and deletes the bucket whatever happened,
 /// checking that no multipart upload was left behind.
 async fn with_bucket<F, Fut>(suite: F) -> anyhow::Result<()>
@@ -80,7 +64,7 @@ where
     F: FnOnce(Arc<dyn ObjectStore>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let config = emulator_config().await;
+    let config = aws_sdk_config().await;
     let admin = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(true)

@@ -31,6 +31,21 @@ pub fn aws_endpoint_url() -> String {
     env_or("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 }
 
+/// The AWS SDK configuration tests use, built as the product builds it but pointed at the
+/// emulator: endpoint from `AWS_ENDPOINT_URL` (loopback default), region from `AWS_REGION`
+/// (`us-east-1`), credentials from the environment or the emulator's dummy ones.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint_url())
+        .region(aws_config::Region::new(env_or("AWS_REGION", "us-east-1")));
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        let dummy =
+            aws_credential_types::Credentials::new("test", "test", None, None, "clipfleet-tests");
+        loader = loader.credentials_provider(dummy);
+    }
+    loader.load().await
+}
+
 /// A name no other test run uses: `prefix` plus a lowercase ULID, safe for queues, buckets
 /// and schemas (S3 bucket names allow lowercase letters, digits and `-`).
 pub fn unique_name(prefix: &str) -> String {

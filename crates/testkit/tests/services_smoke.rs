@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
-use clipfleet_testkit::{amqp_url, aws_endpoint_url, postgres_url, unique_name};
+use clipfleet_testkit::{amqp_url, aws_sdk_config, postgres_url, unique_name};
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
     QueueDeclareOptions, QueueDeleteOptions,
@@ -121,24 +120,10 @@ async fn postgres_answers_in_a_schema_of_its_own() -> anyhow::Result<()> {
     .await
 }
 
-/// SDK configuration as the product builds it, pointed at the emulator: endpoint from
-/// `AWS_ENDPOINT_URL`, credentials from env or the emulator's dummy ones.
-async fn aws_config() -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint_url())
-        .region(Region::new(
-            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-        ));
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        loader = loader.credentials_provider(Credentials::new("test", "test", None, None, "tests"));
-    }
-    loader.load().await
-}
-
 #[tokio::test]
 async fn s3_emulator_stores_and_deletes_an_object() -> anyhow::Result<()> {
     bounded("s3", async {
-        let shared = aws_config().await;
+        let shared = aws_sdk_config().await;
         let conf = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -198,7 +183,7 @@ async fn s3_emulator_stores_and_deletes_an_object() -> anyhow::Result<()> {
 #[tokio::test]
 async fn sqs_emulator_sends_receives_and_deletes() -> anyhow::Result<()> {
     bounded("sqs", async {
-        let sqs = aws_sdk_sqs::Client::new(&aws_config().await);
+        let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config().await);
         let name = unique_name("smoke");
         let url = sqs
             .create_queue()
