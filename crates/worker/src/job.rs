@@ -11,7 +11,7 @@ use clipfleet_broker::{Delivery, LeaseHeartbeat, Nack};
 use clipfleet_infer::{GenerateRequest, InferErrorKind, RgbFrame};
 use clipfleet_media::{FitMode, MediaError, RgbImage, decode, fit};
 use clipfleet_proto::{
-    ErrorCode, EventKind, GenerateJob, JobEvent, Motion, StageDurations, Timestamp,
+    ErrorCode, EventKind, GenerateJob, JobEvent, Motion, Sha256Hex, StageDurations, Timestamp,
 };
 use clipfleet_store::{ObjectKey, StoreError, StoreErrorKind, body_from_bytes, read_to_end};
 use sha2::{Digest, Sha256};
@@ -165,11 +165,11 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             "fps or frames out of range".into(),
         ));
     }
+    // Like progress, `started` is informative: a lost one is superseded by the outcome, so the
+    // job does not wait for its confirm.
     shared
         .events
-        .send(vec![event(shared, job, EventKind::Started)])
-        .await
-        .map_err(|err| JobError::Transient(ErrorCode::Unavailable, err.to_string()))?;
+        .post(vec![event(shared, job, EventKind::Started)]);
     let mut stages = StageDurations {
         queue_wait_ms: ms(now().saturating_since(job.submitted_at)),
         ..StageDurations::default()
@@ -184,11 +184,8 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     let photo = read_to_end(body, shared.config.max_photo_bytes)
         .await
         .map_err(|err| store_error("read photo", err))?;
-    let digest: String = Sha256::digest(&*photo)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if digest != job.input.sha256.as_str() {
+    let digest: [u8; 32] = Sha256::digest(&*photo).into();
+    if Sha256Hex::from_digest(&digest) != job.input.sha256 {
         return Err(JobError::Terminal(
             ErrorCode::BadImage,
             "photo does not match its sha256".into(),
@@ -271,6 +268,15 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     finish(shared, delivery, job, &input, &output, size, stages).await
 }
 
+/// Publishes an event the job must not go on without (its confirm is awaited).
+async fn report(shared: &Shared, job: &GenerateJob, kind: EventKind) -> Result<(), JobError> {
+    shared
+        .events
+        .send(vec![event(shared, job, kind)])
+        .await
+        .map_err(|err| JobError::Transient(ErrorCode::Unavailable, err.to_string()))
+}
+
 /// The video is durable: say so, delete the photo, say that, ack.
 async fn finish(
     shared: &Shared,
@@ -286,21 +292,13 @@ async fn finish(
         size,
         stages,
     };
-    shared
-        .events
-        .send(vec![event(shared, job, succeeded)])
-        .await
-        .map_err(|err| JobError::Transient(ErrorCode::Unavailable, err.to_string()))?;
+    report(shared, job, succeeded).await?;
     shared
         .store
         .delete(input)
         .await
         .map_err(|err| store_error("delete photo", err))?;
-    shared
-        .events
-        .send(vec![event(shared, job, EventKind::InputDeleted)])
-        .await
-        .map_err(|err| JobError::Transient(ErrorCode::Unavailable, err.to_string()))?;
+    report(shared, job, EventKind::InputDeleted).await?;
     if let Err(err) = shared
         .broker
         .ack(std::slice::from_ref(&delivery.lease))

@@ -12,10 +12,12 @@
 //! Modules:
 //! - `job`: one job from delivery to ack, and the classification of its failures.
 //! - `events`: job events batched across jobs, each job waiting for its confirm.
+//! - `submit`: [`job_for_photo`] and [`submit`], a photo handed to the fleet as ingest does.
 //! - `run` (this file): [`WorkerConfig`], [`run`], heartbeats, drain.
 
 mod events;
 mod job;
+mod submit;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 pub use job::Outcome;
+pub use submit::{job_for_photo, submit};
 
 use crate::events::EventSink;
 

@@ -17,21 +17,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use clipfleet_broker::{
-    Broker, BrokerOptions, InMemoryBroker, Outgoing, PoolSpec, QueueRef, Receive, Topic, connect,
+    Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
 };
 use clipfleet_config::Config;
 use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry};
 use clipfleet_media::{FfmpegEncoder, Limits, Openh264Encoder, VideoEncoder, probe};
 use clipfleet_proto::{
-    AccountId, EventBatch, EventKind, GenerateJob, InputRef, JobId, ModelRef, Motion, Params,
-    PoolName, Priority, SCHEMA_VERSION, Sha256Hex, Timestamp, WorkerId, decode, encode,
+    AccountId, EventBatch, EventKind, Motion, PoolName, Timestamp, WorkerId, decode,
 };
 use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
-    body_from_bytes, open_sealed, read_to_end,
+    open_sealed, read_to_end,
 };
-use clipfleet_worker::{WorkerConfig, WorkerDeps, run};
-use sha2::{Digest, Sha256};
+use clipfleet_worker::{WorkerConfig, WorkerDeps, job_for_photo, run, submit};
 
 const DEFAULT_MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/manifest.toml");
 
@@ -174,8 +172,7 @@ async fn embedded(args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     let photo = std::fs::read(&photo_path).with_context(|| format!("read {photo_path}"))?;
     // What ingest does before storing: sniff and bound the image from its header.
-    let info = probe(&photo, &Limits::default())
-        .map_err(|err| anyhow::anyhow!("{}: {err}", err.code()))?;
+    probe(&photo, &Limits::default()).map_err(|err| anyhow::anyhow!("{}: {err}", err.code()))?;
     let broker = Arc::new(InMemoryBroker::new());
     let pool = PoolName::new("default")?;
     broker.ensure_pool(&pool, PoolSpec::default()).await?;
@@ -191,45 +188,17 @@ async fn embedded(args: &[String]) -> anyhow::Result<()> {
         .context("the manifest has no motion model")?
         .clone();
     let account = AccountId::new("embedded")?;
-    let job_id = JobId::generate();
-    let input = ObjectKey::input(&account, job_id);
-    store.put(&input, body_from_bytes(photo.clone())).await?;
-    let now = SystemTime::now();
-    let digest: [u8; 32] = Sha256::digest(&photo).into();
-    let job = GenerateJob {
-        v: SCHEMA_VERSION,
-        job_id,
-        account_id: account.clone(),
-        pool: pool.clone(),
-        model: ModelRef {
-            name: spec.name.clone(),
-            version: spec.version.clone(),
-        },
-        input: InputRef {
-            key: input.as_str().into(),
-            size: photo.len() as u64,
-            sha256: Sha256Hex::from_digest(&digest),
-            content_type: format!("image/{}", info.format.name()),
-        },
-        params: Params {
-            frames: spec.frames as u16,
-            fps: spec.fps as u16,
-            width: spec.input.width as u16,
-            height: spec.input.height as u16,
-            seed: 0,
-            motion,
-        },
-        priority: Priority::Free,
-        submitted_at: Timestamp::from_system_time(now),
-        deadline: Timestamp::from_system_time(now + Duration::from_secs(600)),
-        trace: None,
-    };
-    broker
-        .publish(
-            &Topic::Jobs(pool.clone(), Priority::Free),
-            Outgoing::new(encode(&job)?),
-        )
-        .await?;
+    let deadline = SystemTime::now() + Duration::from_secs(600);
+    let job = job_for_photo(
+        &account,
+        &pool,
+        &spec,
+        &photo,
+        motion,
+        Timestamp::from_system_time(deadline),
+    );
+    let (job_id, input) = (job.job_id, ObjectKey::input(&account, job.job_id));
+    submit(broker.as_ref(), store.as_ref(), &job, photo).await?;
     let mut config = WorkerConfig::new(WorkerId::new("embedded")?, pool);
     config.device_label = device_label();
     let deps = WorkerDeps {

@@ -7,19 +7,18 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use clipfleet_broker::{Broker, InMemoryBroker, Outgoing, PoolSpec, QueueRef, Receive, Topic};
-use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry};
+use clipfleet_broker::{Broker, InMemoryBroker, PoolSpec, QueueRef, Receive};
+use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
 use clipfleet_media::Openh264Encoder;
 use clipfleet_proto::{
-    AccountId, ErrorCode, EventBatch, EventKind, GenerateJob, InputRef, JobId, ModelRef, Motion,
-    Params, PoolName, Priority, SCHEMA_VERSION, Sha256Hex, Timestamp, WorkerId, decode, encode,
+    AccountId, ErrorCode, EventBatch, EventKind, GenerateJob, JobId, Motion, PoolName, Timestamp,
+    WorkerId, decode,
 };
 use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
     body_from_bytes, read_to_end,
 };
-use clipfleet_worker::{WorkerConfig, WorkerDeps, WorkerReport, run};
-use sha2::{Digest, Sha256};
+use clipfleet_worker::{WorkerConfig, WorkerDeps, WorkerReport, job_for_photo, run, submit};
 use tokio::sync::oneshot;
 
 const W: u32 = 128;
@@ -61,6 +60,8 @@ struct Fleet {
     deps: WorkerDeps,
     pool: PoolName,
     account: AccountId,
+    /// The manifest entry jobs name.
+    model: ModelSpec,
 }
 
 impl Fleet {
@@ -78,7 +79,8 @@ impl Fleet {
             keyring,
         ));
         let registry = ModelRegistry::load(&manifest(tag), Device::Cpu).expect("models");
-        let models = registry.models().map(|m| m.spec.clone()).collect();
+        let models: Vec<ModelSpec> = registry.models().map(|m| m.spec.clone()).collect();
+        let model = models[0].clone();
         let engine = Engine::start(registry, EngineConfig::default()).expect("engine");
         let deps = WorkerDeps {
             broker: broker.clone(),
@@ -93,60 +95,31 @@ impl Fleet {
             deps,
             pool,
             account: AccountId::new("acct-embedded").expect("account"),
+            model,
         }
     }
 
     /// Stores `photo` sealed and publishes its job, due `deadline_in_ms` from now (negative:
     /// already past); returns the job.
     async fn submit(&self, photo: &[u8], deadline_in_ms: i64, motion: Motion) -> GenerateJob {
-        let job_id = JobId::generate();
-        let key = ObjectKey::input(&self.account, job_id);
-        self.store
-            .put(&key, body_from_bytes(photo.to_vec()))
-            .await
-            .expect("put photo");
-        let now = SystemTime::now();
-        let digest: [u8; 32] = Sha256::digest(photo).into();
-        let job = GenerateJob {
-            v: SCHEMA_VERSION,
-            job_id,
-            account_id: self.account.clone(),
-            pool: self.pool.clone(),
-            model: ModelRef {
-                name: "motion".into(),
-                version: "1".into(),
-            },
-            input: InputRef {
-                key: key.as_str().into(),
-                size: photo.len() as u64,
-                sha256: Sha256Hex::from_digest(&digest),
-                content_type: "image/jpeg".into(),
-            },
-            params: Params {
-                frames: FRAMES,
-                fps: 12,
-                width: W as u16,
-                height: H as u16,
-                seed: 1,
-                motion,
-            },
-            priority: Priority::Free,
-            submitted_at: Timestamp::from_system_time(now),
-            deadline: Timestamp::from_unix_ms(
-                Timestamp::from_system_time(now)
-                    .unix_ms()
-                    .saturating_add_signed(deadline_in_ms),
-            ),
-            trace: None,
-        };
-        let body = encode(&job).expect("encode");
-        self.broker
-            .publish(
-                &Topic::Jobs(self.pool.clone(), Priority::Free),
-                Outgoing::new(body),
-            )
-            .await
-            .expect("publish");
+        let now = Timestamp::from_system_time(SystemTime::now()).unix_ms();
+        let deadline = Timestamp::from_unix_ms(now.saturating_add_signed(deadline_in_ms));
+        let job = job_for_photo(
+            &self.account,
+            &self.pool,
+            &self.model,
+            photo,
+            motion,
+            deadline,
+        );
+        submit(
+            self.broker.as_ref(),
+            self.store.as_ref(),
+            &job,
+            photo.to_vec(),
+        )
+        .await
+        .expect("submit");
         job
     }
 

@@ -7,17 +7,12 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::Credentials;
-use clipfleet_broker::{AmqpBroker, Broker, BrokerOptions, Outgoing, PoolSpec, QueueRef, Topic};
-use clipfleet_proto::{
-    AccountId, GenerateJob, InputRef, JobId, ModelRef, Motion, Params, PoolName, Priority,
-    SCHEMA_VERSION, Sha256Hex, Timestamp, encode,
-};
-use clipfleet_store::{
-    ObjectKey, ObjectStore, StoreErrorKind, body_from_bytes, list_all, open_sealed,
-};
-use clipfleet_testkit::{amqp_url, aws_endpoint_url, unique_name};
+use clipfleet_broker::{AmqpBroker, Broker, BrokerOptions, PoolSpec, QueueRef};
+use clipfleet_infer::Manifest;
+use clipfleet_proto::{AccountId, Motion, PoolName, Timestamp};
+use clipfleet_store::{ObjectKey, ObjectStore, StoreErrorKind, list_all, open_sealed};
+use clipfleet_testkit::{amqp_url, aws_endpoint_url, aws_sdk_config, unique_name};
+use clipfleet_worker::{job_for_photo, submit};
 use sha2::{Digest, Sha256};
 
 const NAMESPACE: &str = "clipfleet-test";
@@ -31,13 +26,7 @@ fn region() -> String {
 }
 
 async fn s3() -> aws_sdk_s3::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint_url())
-        .region(Region::new(region()));
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        loader = loader.credentials_provider(Credentials::new("test", "test", None, None, "tests"));
-    }
-    let shared = loader.load().await;
+    let shared = aws_sdk_config().await;
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(true)
@@ -152,49 +141,26 @@ async fn a_killed_worker_s_job_is_finished_by_another_exactly_once() {
     // A long job (240 frames) so the first worker is surely in the middle of it when killed.
     let photo = std::fs::read(repo().join("models/samples/hillside.jpg")).expect("photo");
     let account = AccountId::new("acct-real").expect("account");
-    let job_id = JobId::generate();
-    let input = ObjectKey::input(&account, job_id);
-    store
-        .put(&input, body_from_bytes(photo.clone()))
+    let manifest = Manifest::load(&repo().join("models/manifest.toml")).expect("manifest");
+    let motion = manifest
+        .models
+        .iter()
+        .find(|m| m.name == "motion")
+        .expect("motion model");
+    let deadline = Timestamp::from_system_time(SystemTime::now() + Duration::from_secs(600));
+    let mut job = job_for_photo(
+        &account,
+        &setup.pool,
+        motion,
+        &photo,
+        Motion::PanLeft,
+        deadline,
+    );
+    job.params.frames = 240;
+    let (job_id, input) = (job.job_id, ObjectKey::input(&account, job.job_id));
+    submit(&broker, store.as_ref(), &job, photo)
         .await
-        .expect("put photo");
-    let now = SystemTime::now();
-    let digest: [u8; 32] = Sha256::digest(&photo).into();
-    let job = GenerateJob {
-        v: SCHEMA_VERSION,
-        job_id,
-        account_id: account.clone(),
-        pool: setup.pool.clone(),
-        model: ModelRef {
-            name: "motion".into(),
-            version: "1".into(),
-        },
-        input: InputRef {
-            key: input.as_str().into(),
-            size: photo.len() as u64,
-            sha256: Sha256Hex::from_digest(&digest),
-            content_type: "image/jpeg".into(),
-        },
-        params: Params {
-            frames: 240,
-            fps: 24,
-            width: 512,
-            height: 512,
-            seed: 3,
-            motion: Motion::PanLeft,
-        },
-        priority: Priority::Free,
-        submitted_at: Timestamp::from_system_time(now),
-        deadline: Timestamp::from_system_time(now + Duration::from_secs(600)),
-        trace: None,
-    };
-    broker
-        .publish(
-            &Topic::Jobs(setup.pool.clone(), Priority::Free),
-            Outgoing::new(encode(&job).expect("encode")),
-        )
-        .await
-        .expect("publish");
+        .expect("submit");
 
     let mut first = setup.worker("w1");
     let queue = QueueRef::Jobs(setup.pool.clone());
