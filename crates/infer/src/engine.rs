@@ -283,7 +283,7 @@ fn run_batch(registry: &ModelRegistry, batch: OpenBatch, stats: &EngineStats) {
     let results = run_splitting(
         &jobs,
         &mut |slice: &[Pending]| {
-            let frames: Vec<RgbFrame> = slice.iter().map(|p| p.request.image.clone()).collect();
+            let frames: Vec<&RgbFrame> = slice.iter().map(|p| &p.request.image).collect();
             let images = frames_to_batch(&frames, model.device())?;
             let flat: Vec<f32> = slice.iter().flat_map(|p| p.request.params).collect();
             let params = Tensor::from_slice(&flat)

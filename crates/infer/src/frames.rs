@@ -1,5 +1,7 @@
 //! 8-bit RGB pixels to model tensors and back.
 
+use std::borrow::Borrow;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::{InferError, InferErrorKind};
@@ -44,14 +46,21 @@ impl RgbFrame {
 }
 
 /// Stacks same-sized frames into a `float32[B, 3, H, W]` batch in [0, 1] on `device`.
-pub fn frames_to_batch(frames: &[RgbFrame], device: Device) -> Result<Tensor, InferError> {
+/// Takes frames or references to them, so a batch of queued jobs is stacked without copying
+/// each image first.
+pub fn frames_to_batch<F: Borrow<RgbFrame>>(
+    frames: &[F],
+    device: Device,
+) -> Result<Tensor, InferError> {
     let first = frames
         .first()
+        .map(Borrow::borrow)
         .ok_or_else(|| InferError::new(InferErrorKind::InvalidInput, "empty batch"))?;
     let (width, height) = (first.width, first.height);
     if let Some(other) = frames
         .iter()
-        .find(|f| (f.width, f.height) != (width, height))
+        .map(Borrow::borrow)
+        .find(|f: &&RgbFrame| (f.width, f.height) != (width, height))
     {
         return Err(InferError::new(
             InferErrorKind::InvalidInput,
@@ -63,7 +72,7 @@ pub fn frames_to_batch(frames: &[RgbFrame], device: Device) -> Result<Tensor, In
     }
     let mut pixels = Vec::with_capacity(first.data.len() * frames.len());
     for frame in frames {
-        pixels.extend_from_slice(&frame.data);
+        pixels.extend_from_slice(&frame.borrow().data);
     }
     let batch = i64::try_from(frames.len()).unwrap_or(i64::MAX);
     Tensor::from_slice(&pixels)
@@ -149,7 +158,7 @@ mod tests {
         let mixed = [gradient(4, 4, 0), gradient(4, 5, 0)];
         let err = frames_to_batch(&mixed, Device::Cpu).expect_err("mixed sizes");
         assert_eq!(err.kind, InferErrorKind::InvalidInput);
-        assert!(frames_to_batch(&[], Device::Cpu).is_err());
+        assert!(frames_to_batch::<RgbFrame>(&[], Device::Cpu).is_err());
         let four_d = Tensor::zeros([1, 3, 4, 4], (Kind::Float, Device::Cpu));
         assert_eq!(
             video_to_frames(&four_d).expect_err("not a video").kind,

@@ -53,7 +53,7 @@ pub async fn at_least_once_with_confirms(fx: &dyn Fixture) -> anyhow::Result<()>
         }
         let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
         broker.ack(&leases).await.context("ack all")?;
-        expect_nothing(broker, &queue, fx.lease(), Duration::from_millis(500))
+        expect_nothing(fx, broker, &queue)
             .await
             .context("acked messages stay gone")
     })
@@ -155,7 +155,7 @@ pub async fn delivery_limit_dead_letters(fx: &dyn Fixture) -> anyhow::Result<()>
             .ack(std::slice::from_ref(&dead.lease))
             .await
             .context("ack dead letter")?;
-        expect_nothing(broker, &queue, fx.lease(), Duration::from_millis(500)).await
+        expect_nothing(fx, broker, &queue).await
     })
     .await
 }
@@ -188,13 +188,7 @@ pub async fn dead_letter_keeps_reason_and_headers(fx: &dyn Fixture) -> anyhow::R
             .ack(std::slice::from_ref(&dead.lease))
             .await
             .context("ack dead letter")?;
-        expect_nothing(
-            broker,
-            &QueueRef::Jobs(pool.clone()),
-            fx.lease(),
-            Duration::from_millis(300),
-        )
-        .await
+        expect_nothing(fx, broker, &QueueRef::Jobs(pool.clone())).await
     })
     .await
 }
@@ -220,7 +214,7 @@ pub async fn delayed_retry_is_held_by_the_broker(fx: &dyn Fixture) -> anyhow::Re
             depth.in_flight.unwrap_or(0) == 0,
             "the consumer still holds the retry: {depth:?}"
         );
-        expect_nothing(broker, &queue, fx.lease(), Duration::from_millis(500))
+        expect_nothing(fx, broker, &queue)
             .await
             .context("delivered before its delay")?;
         fx.pass(delay).await;
@@ -357,7 +351,7 @@ pub async fn extend_lease_keeps_the_delivery(fx: &dyn Fixture) -> anyhow::Result
                 .await
                 .context("extend lease")?;
         }
-        expect_nothing(broker, &queue, fx.lease(), Duration::from_millis(300))
+        expect_nothing(fx, broker, &queue)
             .await
             .context("redelivered while extended")?;
         broker
@@ -396,13 +390,7 @@ pub async fn bad_headers_are_refused(fx: &dyn Fixture) -> anyhow::Result<()> {
                 other => bail!("bad headers accepted: {other:?}"),
             }
         }
-        expect_nothing(
-            broker,
-            &QueueRef::Jobs(pool.clone()),
-            fx.lease(),
-            Duration::from_millis(300),
-        )
-        .await
+        expect_nothing(fx, broker, &QueueRef::Jobs(pool.clone())).await
     })
     .await
 }

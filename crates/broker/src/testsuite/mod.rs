@@ -116,15 +116,17 @@ pub(super) async fn receive_n(
     Ok(got)
 }
 
-/// Asserts nothing is delivered from `queue` within `wait`.
+/// How long a queue must stay quiet for "nothing is delivered" to hold.
+const QUIET: Duration = Duration::from_millis(500);
+
+/// Asserts nothing is delivered from `queue` for [`QUIET`].
 pub(super) async fn expect_nothing(
+    fx: &dyn Fixture,
     broker: &dyn Broker,
     queue: &QueueRef,
-    lease: Duration,
-    wait: Duration,
 ) -> anyhow::Result<()> {
     let got = broker
-        .receive(queue, Receive::new(10, lease, wait))
+        .receive(queue, Receive::new(10, fx.lease(), QUIET))
         .await
         .context("receive")?;
     ensure!(
