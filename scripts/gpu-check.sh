@@ -21,19 +21,21 @@ pack() {
   pack="$tmp/clipfleet-infer"
   mkdir -p "$pack/crates" "$pack/models" "$pack/scripts" "$pack/.cargo"
   cp -r "$root/crates/infer" "$pack/crates/infer"
+  cp -r "$root/crates/models" "$pack/crates/models"
   cp "$root"/models/manifest.toml "$root"/models/*.pt "$root"/models/*.safetensors "$root/models/README.md" "$pack/models/"
   cp -r "$root/models/samples" "$pack/models/samples"
   cp "$root/rust-toolchain.toml" "$root/Cargo.lock" "$pack/"
   cp "$root/scripts/gpu-check.sh" "$pack/scripts/"
   # A workspace of one crate: the root's package fields, lints and just the dependencies infer uses.
-  python3 - "$root/Cargo.toml" "$root/crates/infer/Cargo.toml" > "$pack/Cargo.toml" <<'PY'
+  python3 - "$root/Cargo.toml" "$root/crates/infer/Cargo.toml" "$root/crates/models/Cargo.toml" > "$pack/Cargo.toml" <<'PY'
 import sys, tomllib
 root = tomllib.load(open(sys.argv[1], "rb"))
-crate = tomllib.load(open(sys.argv[2], "rb"))
 ws = root["workspace"]
 used = set()
-for section in ("dependencies", "dev-dependencies", "build-dependencies"):
-    used.update(crate.get(section, {}).keys())
+for path in sys.argv[2:]:
+    crate = tomllib.load(open(path, "rb"))
+    for section in ("dependencies", "dev-dependencies", "build-dependencies"):
+        used.update(crate.get(section, {}).keys())
 def value(v):
     if isinstance(v, bool): return "true" if v else "false"
     if isinstance(v, (int, float)): return str(v)
@@ -41,7 +43,7 @@ def value(v):
     if isinstance(v, list): return "[" + ", ".join(value(x) for x in v) + "]"
     if isinstance(v, dict): return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
     raise TypeError(type(v))
-print('[workspace]\nresolver = "3"\nmembers = ["crates/infer"]\n')
+print('[workspace]\nresolver = "3"\nmembers = ["crates/infer", "crates/models"]\n')
 print("[workspace.package]")
 for k, v in ws["package"].items(): print(f"{k} = {value(v)}")
 print("\n[workspace.dependencies]")

@@ -53,6 +53,12 @@ impl InferError {
     }
 }
 
+impl From<clipfleet_models::ManifestError> for InferError {
+    fn from(err: clipfleet_models::ManifestError) -> Self {
+        InferError::new(InferErrorKind::ModelLoad, err.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@
 //! `docs/CUDA-NODES.md`.
 //!
 //! Modules:
-//! - `manifest`: [`Manifest`] and [`ModelSpec`], the models file.
 //! - `registry`: [`ModelRegistry`], every model loaded, checksum-verified and warmed up.
 //! - `engine`: [`Engine`], the inference thread with dynamic batching.
 //! - `split`: halving a failed batch so each job keeps its own result.
@@ -20,15 +19,16 @@
 mod engine;
 mod error;
 mod frames;
-mod manifest;
 mod model;
 mod registry;
 mod split;
 
+pub use clipfleet_models::{
+    BatchLimits, InputSize, MANIFEST_VERSION, Manifest, ManifestError, ModelDtype, ModelSpec,
+};
 pub use engine::{Engine, EngineConfig, EngineStats, GenerateRequest, MAX_BATCH_LIMIT};
 pub use error::{InferError, InferErrorKind};
 pub use frames::{RgbFrame, frames_to_batch, video_to_frames};
-pub use manifest::{BatchLimits, InputSize, MANIFEST_VERSION, Manifest, ModelDtype, ModelSpec};
 pub use model::{PARAMS_LEN, VideoModel};
 pub use registry::{LoadedModel, ModelRegistry};
 pub use tch::Device;

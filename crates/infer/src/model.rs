@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
-use crate::manifest::ModelDtype;
 use crate::{InferError, InferErrorKind};
+use clipfleet_models::ModelDtype;
 
 /// Values per job in the `params` input of a fleet model: motion id, strength, seed, reserved
 /// (see `models/README.md`).

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 use tracing::info;
 
-use crate::manifest::{Manifest, ModelSpec};
 use crate::{InferError, InferErrorKind, PARAMS_LEN, VideoModel};
+use clipfleet_models::{Manifest, ModelSpec};
 
 /// Largest model file read (a guard against pointing the manifest at something huge).
 const MAX_MODEL_BYTES: u64 = 8 << 30;

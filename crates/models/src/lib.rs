@@ -1,12 +1,22 @@
-//! `models/manifest.toml`: which models a worker serves, where their files are, their checksum,
+//! `models/manifest.toml`: which models the fleet serves, where their files are, their checksum,
 //! input size, frames, fps and batch limit. A proprietary model drops in by adding an entry
 //! (contract in `models/README.md`); no code changes.
+//!
+//! Workers load the files (through `clipfleet-infer`); ingest only reads the shapes to fill in
+//! a job's parameters, so this crate has no libtorch. The repository's manifest is embedded
+//! ([`Manifest::embedded`]) for processes that ship without the `models/` folder.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{InferError, InferErrorKind};
+/// A manifest that cannot be read or does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ManifestError(String);
+
+/// The repository's `models/manifest.toml`, as built into this crate.
+pub const EMBEDDED_MANIFEST: &str = include_str!("../../../models/manifest.toml");
 
 /// The manifest schema version this crate reads.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -90,13 +100,13 @@ pub struct Manifest {
     pub models: Vec<ModelSpec>,
 }
 
-fn invalid(message: String) -> InferError {
-    InferError::new(InferErrorKind::ModelLoad, message)
+fn invalid(message: String) -> ManifestError {
+    ManifestError(message)
 }
 
 impl Manifest {
     /// Reads and checks the manifest at `path`.
-    pub fn load(path: &Path) -> Result<Self, InferError> {
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path)
             .map_err(|err| invalid(format!("read manifest {}: {err}", path.display())))?;
         let dir = path
@@ -105,8 +115,21 @@ impl Manifest {
         Manifest::parse(&text, dir)
     }
 
+    /// The repository's manifest as built in, its files relative to `dir` (where a worker
+    /// would find them; ingest never opens them).
+    pub fn embedded(dir: PathBuf) -> Result<Self, ManifestError> {
+        Manifest::parse(EMBEDDED_MANIFEST, dir)
+    }
+
+    /// The model `name@version`, if listed.
+    pub fn find(&self, name: &str, version: &str) -> Option<&ModelSpec> {
+        self.models
+            .iter()
+            .find(|spec| spec.name == name && spec.version == version)
+    }
+
     /// Parses manifest text whose files are relative to `dir`.
-    pub fn parse(text: &str, dir: PathBuf) -> Result<Self, InferError> {
+    pub fn parse(text: &str, dir: PathBuf) -> Result<Self, ManifestError> {
         let raw: RawManifest =
             toml::from_str(text).map_err(|err| invalid(format!("manifest: {err}")))?;
         if raw.version != MANIFEST_VERSION {
@@ -196,6 +219,14 @@ dtype = "float32"
     }
 
     #[test]
+    fn the_embedded_manifest_parses_and_finds_its_models() {
+        let manifest = Manifest::embedded(PathBuf::from("models")).expect("embedded");
+        let motion = manifest.find("motion", "1").expect("motion@1");
+        assert_eq!(motion.key(), "motion@1");
+        assert!(manifest.find("motion", "999").is_none());
+    }
+
+    #[test]
     fn bad_manifests_are_refused_by_name() {
         let cases = [
             ONE.replace("version = 1\n[[", "version = 2\n[["),
@@ -207,8 +238,7 @@ dtype = "float32"
             format!("{ONE}{}", &ONE[ONE.find("[[model]]").expect("entry")..]),
         ];
         for text in &cases {
-            let err = Manifest::parse(text, PathBuf::from("/m")).expect_err(text);
-            assert_eq!(err.kind, InferErrorKind::ModelLoad);
+            Manifest::parse(text, PathBuf::from("/m")).expect_err(text);
         }
     }
 }
