@@ -18,7 +18,10 @@ mod validated;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use validated::{BackendUrl, Config, LimitsConfig, PoolConfig, RetentionConfig, Scheme};
+pub use validated::{
+    BackendUrl, Config, IngestConfig, LimitsConfig, PoolConfig, RetentionConfig, Scheme,
+    ServiceToken,
+};
 
 /// The schema version this crate reads and writes.
 pub const CONFIG_VERSION: u32 = 1;

@@ -16,7 +16,23 @@ pub(crate) struct RawConfig {
     pub ledger: RawLedger,
     pub limits: RawLimits,
     pub retention: RawRetention,
+    #[serde(default)]
+    pub ingest: RawIngest,
     pub pools: Vec<RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIngest {
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToken {
+    pub name: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Deserialize)]

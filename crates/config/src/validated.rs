@@ -7,7 +7,7 @@ use std::time::Duration;
 use clipfleet_proto::PoolName;
 
 use crate::ConfigError;
-use crate::raw::{RawConfig, RawPool, RawRetention};
+use crate::raw::{RawConfig, RawIngest, RawPool, RawRetention};
 
 /// Backend kinds, from a URL's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,33 @@ pub struct RetentionConfig {
     pub session_ttl: Duration,
 }
 
+/// A caller of the ingest API (the app backend), known by the SHA-256 of its bearer token: the
+/// configuration never holds a token itself.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceToken {
+    /// Who holds it, for logs and metrics.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+}
+
+impl fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceToken")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ingest API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IngestConfig {
+    /// Callers allowed in (none: ingest refuses to start).
+    pub tokens: Vec<ServiceToken>,
+}
+
 /// One pool of workers and its queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -150,6 +177,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Retention periods.
     pub retention: RetentionConfig,
+    /// The ingest API's callers.
+    pub ingest: IngestConfig,
     /// Worker pools (at least one).
     pub pools: Vec<PoolConfig>,
 }
@@ -237,6 +266,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_pixels: within("limits.max_pixels", raw.limits.max_pixels, 1..=200_000_000)?,
     };
     let retention = retention(&raw.retention)?;
+    let ingest = ingest(&raw.ingest)?;
     if raw.pools.is_empty() {
         return Err(invalid("pools", "at least one pool is needed"));
     }
@@ -261,8 +291,43 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ledger,
         limits,
         retention,
+        ingest,
         pools,
     })
+}
+
+fn ingest(raw: &RawIngest) -> Result<IngestConfig, ConfigError> {
+    let mut tokens: Vec<ServiceToken> = Vec::with_capacity(raw.tokens.len());
+    for (index, token) in raw.tokens.iter().enumerate() {
+        let field = |name: &str| format!("ingest.tokens[{index}].{name}");
+        let name_ok = !token.name.is_empty()
+            && token.name.len() <= 64
+            && token
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(invalid(&field("name"), "must be 1..=64 of [A-Za-z0-9_-]"));
+        }
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&token.sha256, &mut sha256).map_err(|_| {
+            invalid(
+                &field("sha256"),
+                "must be the 64 hex digits of the token's SHA-256",
+            )
+        })?;
+        if tokens.iter().any(|t| t.name == token.name) {
+            return Err(invalid(
+                &field("name"),
+                format!("{} appears twice", token.name),
+            ));
+        }
+        tokens.push(ServiceToken {
+            name: token.name.clone(),
+            sha256,
+        });
+    }
+    Ok(IngestConfig { tokens })
 }
 
 /// The policy's promises bound every retention value: photos are gone within a day at the very
