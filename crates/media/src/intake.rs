@@ -34,7 +34,9 @@ pub struct ImageInfo {
 const JPEG_MAX_SIDE_PX: usize = 65_535;
 
 /// Reads only the header: format, dimensions, and every limit that can be checked from them.
-/// Ingest calls this to refuse oversize photos and pixel bombs before storing them.
+/// Ingest calls this to refuse oversize photos and pixel bombs before storing them. A JPEG's
+/// marker structure is also walked to its end (no pixel is decoded): a truncated upload is
+/// refused here rather than by a worker.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
     if bytes.len() > limits.max_input_bytes {
         return Err(MediaError::new(
@@ -61,6 +63,7 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
             let info = decoder.info().ok_or_else(|| {
                 MediaError::new(MediaErrorKind::BadImage, "jpeg has no frame header")
             })?;
+            check_jpeg_whole(bytes)?;
             let progressive = info.sof.is_progressive();
             // Output RGB plus, for progressive scans, 16-bit coefficients of every component.
             let bytes_per_pixel = if progressive { 3 + 2 * 3 } else { 3 + 1 };
@@ -136,14 +139,20 @@ fn jpeg_options() -> DecoderOptions {
         .jpeg_set_out_colorspace(ColorSpace::RGB)
 }
 
-fn decode_jpeg(bytes: &[u8]) -> Result<(RgbImage, Orientation), MediaError> {
-    let format = ImageFormat::Jpeg;
-    if crate::jpeg::end_of_image(bytes).is_none() {
-        return Err(MediaError::new(
+/// A JPEG whose marker structure does not reach EOI is cut short (a dropped upload).
+fn check_jpeg_whole(bytes: &[u8]) -> Result<(), MediaError> {
+    match crate::jpeg::end_of_image(bytes) {
+        Some(_) => Ok(()),
+        None => Err(MediaError::new(
             MediaErrorKind::BadImage,
             "jpeg is truncated: its data ends before the end-of-image marker",
-        ));
+        )),
     }
+}
+
+fn decode_jpeg(bytes: &[u8]) -> Result<(RgbImage, Orientation), MediaError> {
+    let format = ImageFormat::Jpeg;
+    check_jpeg_whole(bytes)?;
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), jpeg_options());
     let pixels = decoder.decode().map_err(|err| bad_image(format, err))?;
     let info = decoder
