@@ -370,6 +370,28 @@ impl Ledger {
         .ok_or_else(|| LedgerError::internal_missing(id))
     }
 
+    /// Sets (or clears) the holder's birth date. Refused on a tombstone: its personal data is
+    /// gone for good.
+    pub async fn set_birth_date(
+        &self,
+        id: &AccountId,
+        birth_date: Option<&str>,
+    ) -> Result<Account, LedgerError> {
+        if let Some(date) = birth_date {
+            validate_birth_date(date)?;
+        }
+        let owned = birth_date.map(str::to_owned);
+        self.update_account(
+            id,
+            "set birth date",
+            "birth_date = $3",
+            "tombstoned_at IS NULL",
+            |query| query.bind(owned),
+        )
+        .await?
+        .ok_or_else(|| LedgerError::conflict(format!("account {id} is erased")))
+    }
+
     /// One `UPDATE … RETURNING` on an account: `$1` is the id, `$2` now, `$3…` what `bind`
     /// adds. `NotFound` if there is no such account; `Ok(None)` if it exists but `guard` is
     /// false for it.

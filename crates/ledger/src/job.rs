@@ -338,6 +338,48 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// The job an earlier request with idempotency key `key` made for `account`, if any: lets
+    /// ingest answer a retry before storing its photo again.
+    pub async fn find_job_by_idempotency_key(
+        &self,
+        account: &AccountId,
+        key: &str,
+    ) -> Result<Option<Job>, LedgerError> {
+        sqlx::query_as::<_, Job>(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(account.as_str())
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_err("find job by idempotency key"))
+    }
+
+    /// Cancels a job that is still queued (the holder's delete request): it ends `cancelled`
+    /// now. A job a worker already began, or one that ended, is left as it is; the answer is
+    /// the job as it stands after, so the caller sees which happened. A worker's later events
+    /// cannot undo the cancellation (the earliest terminal state wins).
+    pub async fn cancel_job(&self, id: JobId) -> Result<Job, LedgerError> {
+        let at = to_ms(self.now())?;
+        let key = status_key(JobStatus::Cancelled, at)?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', status_key = $2, finished_at = $3, \
+             error_code = $4, error_message = $5, error_key = $2 \
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id.to_string())
+        .bind(key)
+        .bind(at)
+        .bind(ErrorCode::Cancelled.as_str())
+        .bind("cancelled on request")
+        .execute(&self.pool)
+        .await
+        .map_err(sqlx_err("cancel job"))?;
+        self.get_job(id).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
