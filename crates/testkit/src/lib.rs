@@ -6,8 +6,10 @@
 //! and SQS emulator); tests never start or stop shared services. A test that must stop its
 //! broker starts a [`PrivateRabbit`] of its own.
 
+mod pg;
 mod rabbit;
 
+pub use pg::PgSchema;
 pub use rabbit::PrivateRabbit;
 
 /// AMQP URL of the RabbitMQ used by tests (`CLIPFLEET_TEST_AMQP_URL`).
