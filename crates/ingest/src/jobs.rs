@@ -1,0 +1,247 @@
+//! `GET /v1/jobs/{id}` (status, timings, error code), `GET /v1/jobs/{id}/video` (the unsealed
+//! MP4, ranges supported) and `DELETE /v1/jobs/{id}` (cancel a queued job; delete a finished
+//! job's video).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use clipfleet_ledger::{DeletionReason, Job, JobStatus, NewDeletion, SubjectKind};
+use clipfleet_proto::{ErrorCode, JobId, Timestamp};
+use clipfleet_store::{ObjectKey, StoreErrorKind, read_to_end};
+use serde_json::{Value, json};
+
+use crate::client::Caller;
+use crate::error::ApiError;
+use crate::range::{self, RangeRequest};
+use crate::service::State as AppState;
+
+/// Largest video served (the encoder's output is far smaller).
+const MAX_VIDEO_BYTES: u64 = 512 << 20;
+
+fn ms(at: Option<Timestamp>) -> Value {
+    at.map_or(Value::Null, |at| json!(at.unix_ms()))
+}
+
+/// The job as the API shows it.
+pub(crate) fn view(job: &Job) -> Value {
+    let video =
+        (job.status == JobStatus::Succeeded && job.output_deleted_at.is_none()).then(|| {
+            json!({
+                "url": format!("/v1/jobs/{}/video", job.id),
+                "size": job.output_size,
+                "expires_at_ms": ms(job.output_expires_at),
+            })
+        });
+    let error = job
+        .error_code
+        .map(|code| json!({ "code": code.as_str(), "message": job.error_message }));
+    json!({
+        "job_id": job.id.to_string(),
+        "account_id": job.account_id.as_str(),
+        "pool": job.pool.as_str(),
+        "model": job.model,
+        "status": job.status.as_str(),
+        "progress_pct": job.progress_pct,
+        "attempts": job.attempts,
+        "submitted_at_ms": job.submitted_at.unix_ms(),
+        "started_at_ms": ms(job.started_at),
+        "finished_at_ms": ms(job.finished_at),
+        "input_deleted_at_ms": ms(job.input_deleted_at),
+        "output_deleted_at_ms": ms(job.output_deleted_at),
+        "error": error,
+        "video": video,
+    })
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no job {id:?}")))?;
+    Ok(state.deps.ledger.get_job(id).await?)
+}
+
+pub(crate) async fn show(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = load(&state, &id).await?;
+    caller
+        .record(&state, Some(&job.account_id), "job.get")
+        .await;
+    Ok(Json(view(&job)))
+}
+
+pub(crate) async fn video(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = load(&state, &id).await?;
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let expired = job.output_expires_at.is_some_and(|at| at <= now);
+    let key = match (&job.output_key, job.status) {
+        (Some(key), JobStatus::Succeeded) if job.output_deleted_at.is_none() && !expired => key,
+        (_, status) if !status.is_terminal() => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("job {} is {}: no video yet", job.id, status.as_str()),
+            ));
+        }
+        _ => return Err(ApiError::not_found(format!("job {} has no video", job.id))),
+    };
+    let key = ObjectKey::new(key.clone())
+        .map_err(|err| ApiError::internal("the job's video key", err))?;
+    caller
+        .record(&state, Some(&job.account_id), "job.video")
+        .await;
+    let stream = state.deps.store.get(&key).await?;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let mut response = match (job.output_size, range_header) {
+        // A whole video streams straight from the store, unsealed segment by segment.
+        (Some(size), None) => {
+            let mut response = Response::new(Body::from_stream(stream));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            response
+        }
+        _ => {
+            let bytes = read_to_end(stream, MAX_VIDEO_BYTES).await?;
+            let len = bytes.len() as u64;
+            match range::parse(range_header, len) {
+                RangeRequest::Full => Response::new(Body::from(bytes.to_vec())),
+                RangeRequest::Partial { start, end } => {
+                    let slice = bytes[start as usize..=end as usize].to_vec();
+                    let mut response = Response::new(Body::from(slice));
+                    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    insert(
+                        &mut response,
+                        header::CONTENT_RANGE,
+                        format!("bytes {start}-{end}/{len}"),
+                    );
+                    response
+                }
+                RangeRequest::Unsatisfiable => {
+                    let mut response = Response::new(Body::empty());
+                    *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                    insert(
+                        &mut response,
+                        header::CONTENT_RANGE,
+                        format!("bytes */{len}"),
+                    );
+                    return Ok(response);
+                }
+            }
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    insert(
+        &mut response,
+        header::CONTENT_DISPOSITION,
+        format!("inline; filename=\"{}.mp4\"", job.id),
+    );
+    Ok(response)
+}
+
+fn insert(response: &mut Response, name: header::HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+pub(crate) async fn delete(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = load(&state, &id).await?;
+    caller
+        .record(&state, Some(&job.account_id), "job.delete")
+        .await;
+    let ledger = &state.deps.ledger;
+    let job = match job.status {
+        JobStatus::Queued => {
+            let after = ledger.cancel_job(job.id).await?;
+            if after.status != JobStatus::Cancelled {
+                return Err(running(&after));
+            }
+            let key = ObjectKey::input(&after.account_id, after.id);
+            delete_verified(&state, &after, &key, DeletionReason::DeleteRequest).await?;
+            ledger.mark_input_deleted(after.id).await?
+        }
+        JobStatus::Running => return Err(running(&job)),
+        JobStatus::Succeeded if job.output_deleted_at.is_none() => {
+            if let Some(key) = &job.output_key {
+                let key = ObjectKey::new(key.clone())
+                    .map_err(|err| ApiError::internal("the job's video key", err))?;
+                delete_verified(&state, &job, &key, DeletionReason::DeleteRequest).await?;
+            }
+            ledger.mark_output_deleted(job.id).await?
+        }
+        // Ended without a video, or the video is already gone: nothing left to delete.
+        _ => job,
+    };
+    Ok(Json(view(&job)))
+}
+
+fn running(job: &Job) -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!(
+            "job {} is running; delete its video once it has finished",
+            job.id
+        ),
+    )
+    .retry_after(5)
+}
+
+/// Deletes `key`, checks it is gone and writes the deletion audit.
+async fn delete_verified(
+    state: &AppState,
+    job: &Job,
+    key: &ObjectKey,
+    reason: DeletionReason,
+) -> Result<(), ApiError> {
+    let store = &state.deps.store;
+    store.delete(key).await?;
+    let verified = match store.head(key).await {
+        Err(err) if err.kind() == StoreErrorKind::NotFound => true,
+        Ok(_) => false,
+        Err(err) => return Err(err.into()),
+    };
+    state
+        .deps
+        .ledger
+        .record_deletion(&NewDeletion {
+            subject_kind: SubjectKind::Job,
+            subject_id: job.id.to_string(),
+            target: key.as_str().to_owned(),
+            reason,
+            actor: "ingest".to_owned(),
+            verified,
+        })
+        .await?;
+    if !verified {
+        return Err(ApiError::unavailable(
+            "deleting the object",
+            "it is still there after the delete",
+        ));
+    }
+    Ok(())
+}

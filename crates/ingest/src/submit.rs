@@ -1,0 +1,567 @@
+//! `POST /v1/jobs`: a multipart form with a `params` part (JSON) and a `photo` part.
+//!
+//! Order of work, cheapest refusal first, nothing stored before every check passed:
+//! token → params (JSON, model, account active and not under 14, idempotency key, admission)
+//! → photo (streamed with a byte bound, sniffed, header probed for the pixel bound) → sealed
+//! put → ledger row → publish with confirm → `202 {job_id, status_url}`.
+//!
+//! If the ledger row or the publish fails, the photo is deleted again (and the row marked
+//! failed): a stored photo always has a queued job. With an `Idempotency-Key`, the same key
+//! and body answer the earlier job again; the same key with another body is `409`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use clipfleet_broker::{Outgoing, Topic};
+use clipfleet_config::PoolConfig;
+use clipfleet_ledger::{AccountStatus, Idempotency, Job, NewJob};
+use clipfleet_media::{Limits, probe};
+use clipfleet_models::ModelSpec;
+use clipfleet_proto::{
+    AccountId, ErrorCode, GenerateJob, InputRef, JobId, ModelRef, Motion, Params, Priority,
+    SCHEMA_VERSION, Sha256Hex, Timestamp, encode,
+};
+use clipfleet_store::{ObjectKey, body_from_bytes};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::client::Caller;
+use crate::error::ApiError;
+use crate::metrics::{CodeLabel, PoolLabel};
+use crate::service::State as AppState;
+
+/// Largest `params` part.
+const MAX_PARAMS_BYTES: usize = 16 * 1024;
+/// Longest idempotency key.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// The `params` part.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitParams {
+    /// Whose photo (the app backend's account id).
+    account_id: String,
+    /// The model to run; picks the pool that serves it. Default: the first pool's.
+    #[serde(default)]
+    model: Option<String>,
+    /// The model version, with `model`.
+    #[serde(default)]
+    model_version: Option<String>,
+    /// The pool, when the caller knows it.
+    #[serde(default)]
+    pool: Option<String>,
+    /// Camera motion preset (`zoom_in`, `zoom_out`, `pan_left`, `pan_right`, `parallax`).
+    #[serde(default)]
+    motion: Option<String>,
+    /// Seed for models that take one.
+    #[serde(default)]
+    seed: Option<u64>,
+    /// `free` (default) or `paid`.
+    #[serde(default)]
+    priority: Option<String>,
+}
+
+/// What the params part settled.
+#[derive(Debug)]
+struct Checked {
+    account: AccountId,
+    pool: PoolConfig,
+    spec: ModelSpec,
+    motion: Motion,
+    seed: u64,
+    priority: Priority,
+    params_digest: [u8; 32],
+    /// The job an earlier request with the same idempotency key made.
+    earlier: Option<Job>,
+}
+
+pub(crate) async fn submit(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    let started = Instant::now();
+    state.metrics.uploads_in_flight.inc();
+    let result = accept(&state, &caller, &headers, multipart).await;
+    state.metrics.uploads_in_flight.dec();
+    state
+        .metrics
+        .submit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok((job, created)) => {
+            if created {
+                state
+                    .metrics
+                    .accepted
+                    .get_or_create(&PoolLabel {
+                        pool: job.pool.to_string(),
+                    })
+                    .inc();
+            }
+            accepted(&job, created)
+        }
+        Err(err) => {
+            state
+                .metrics
+                .refused
+                .get_or_create(&CodeLabel {
+                    code: err.code.as_str().to_owned(),
+                })
+                .inc();
+            err.into_response()
+        }
+    }
+}
+
+fn accepted(job: &Job, created: bool) -> Response {
+    let status_url = format!("/v1/jobs/{}", job.id);
+    let body = serde_json::json!({
+        "job_id": job.id.to_string(),
+        "status": job.status.as_str(),
+        "status_url": status_url,
+    });
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&status_url) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if !created {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(Job, bool), ApiError> {
+    let idempotency_key = idempotency_key(headers)?;
+    let mut multipart = multipart
+        .map_err(|rejection| ApiError::bad_request(format!("not a multipart form: {rejection}")))?;
+    let max_photo = usize::try_from(state.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
+    let mut checked: Option<Checked> = None;
+    let mut params_seen = false;
+    let mut photo: Option<Bytes> = None;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name() {
+            Some("params") if !params_seen => {
+                params_seen = true;
+                let text = read_field(field, MAX_PARAMS_BYTES, || {
+                    ApiError::bad_request(format!("params are over {MAX_PARAMS_BYTES} bytes"))
+                })
+                .await?;
+                checked = Some(check_params(state, &text, idempotency_key.as_deref()).await?);
+            }
+            Some("photo") if photo.is_none() => {
+                let bytes = read_field(field, max_photo, || {
+                    ApiError::new(
+                        ErrorCode::TooLarge,
+                        format!("photo is over the {max_photo} byte limit"),
+                    )
+                })
+                .await?;
+                state.metrics.upload_bytes.inc_by(bytes.len() as u64);
+                photo = Some(bytes);
+            }
+            Some(name @ ("params" | "photo")) => {
+                return Err(ApiError::bad_request(format!(
+                    "the form has two {name} parts"
+                )));
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected form part {:?}: the form has `params` (JSON) and `photo`",
+                    other.unwrap_or("")
+                )));
+            }
+        }
+    }
+    let checked = checked.ok_or_else(|| ApiError::bad_request("the form has no params part"))?;
+    let photo = photo.ok_or_else(|| ApiError::bad_request("the form has no photo part"))?;
+    if photo.is_empty() {
+        return Err(ApiError::bad_request("the photo part is empty"));
+    }
+    let photo_digest: [u8; 32] = Sha256::digest(&photo).into();
+    let request_hash = {
+        let mut hasher = Sha256::new();
+        hasher.update(checked.params_digest);
+        hasher.update(photo_digest);
+        hex::encode(hasher.finalize())
+    };
+    if let Some(earlier) = &checked.earlier {
+        return replay(earlier, &request_hash);
+    }
+    let limits = Limits {
+        max_input_bytes: max_photo,
+        max_pixels: state.config.limits.max_pixels,
+        ..Limits::default()
+    };
+    let info = probe(&photo, &limits)?;
+    let job = generate_job(&checked, &photo, photo_digest, info.format.name())?;
+    store_and_publish(
+        state,
+        &checked,
+        job,
+        photo,
+        idempotency_key,
+        request_hash,
+        caller,
+    )
+    .await
+}
+
+/// An earlier request with this idempotency key made `earlier`: the same body is a retry.
+fn replay(earlier: &Job, request_hash: &str) -> Result<(Job, bool), ApiError> {
+    if earlier.request_hash.as_deref() == Some(request_hash) {
+        Ok((earlier.clone(), false))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the idempotency key was used by job {} with another request",
+                earlier.id
+            ),
+        ))
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| {
+            !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY_BYTES
+                && key.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters"
+            ))
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn multipart_error(err: MultipartError) -> ApiError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            "the request body is over the upload limit",
+        )
+    } else {
+        ApiError::bad_request(format!("malformed multipart form: {}", err.body_text()))
+    }
+}
+
+/// Reads one part, refusing it (with `over()`) as soon as it passes `max` bytes: an oversize
+/// upload is never buffered whole.
+async fn read_field(
+    mut field: Field<'_>,
+    max: usize,
+    over: impl Fn() -> ApiError,
+) -> Result<Bytes, ApiError> {
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if buffer.len() + chunk.len() > max {
+            return Err(over());
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
+}
+
+async fn check_params(
+    state: &AppState,
+    text: &[u8],
+    idempotency_key: Option<&str>,
+) -> Result<Checked, ApiError> {
+    let params: SubmitParams = serde_json::from_slice(text)
+        .map_err(|err| ApiError::bad_request(format!("params are not valid JSON: {err}")))?;
+    let account = AccountId::new(params.account_id.clone())
+        .map_err(|err| ApiError::new(ErrorCode::InvalidParams, format!("account_id: {err}")))?;
+    let motion = match params.motion.as_deref() {
+        None => Motion::ZoomIn,
+        Some(text) => match Motion::parse(text) {
+            Motion::Unknown => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidParams,
+                    format!("motion {text:?} is not one of {:?}", motion_names()),
+                ));
+            }
+            motion => motion,
+        },
+    };
+    let priority = match params.priority.as_deref() {
+        None => Priority::Free,
+        Some(text) => match Priority::parse(text) {
+            Priority::Unknown => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidParams,
+                    format!("priority {text:?} is not free or paid"),
+                ));
+            }
+            priority => priority,
+        },
+    };
+    let (pool, spec) = choose_pool(state, &params)?;
+    check_account(state, &account).await?;
+    let earlier = match idempotency_key {
+        Some(key) => {
+            state
+                .deps
+                .ledger
+                .find_job_by_idempotency_key(&account, key)
+                .await?
+        }
+        None => None,
+    };
+    if earlier.is_none() {
+        state.admission.admit(&*state.deps.broker, &pool).await?;
+    }
+    Ok(Checked {
+        account,
+        pool,
+        spec,
+        motion,
+        seed: params.seed.unwrap_or(0),
+        priority,
+        params_digest: Sha256::digest(text).into(),
+        earlier,
+    })
+}
+
+fn motion_names() -> Vec<&'static str> {
+    Motion::KNOWN.iter().map(|motion| motion.as_str()).collect()
+}
+
+/// The pool that serves the requested model (and pool, if named), with the model's spec.
+fn choose_pool(
+    state: &AppState,
+    params: &SubmitParams,
+) -> Result<(PoolConfig, ModelSpec), ApiError> {
+    let config = &state.config;
+    let unknown = |what: String| ApiError::new(ErrorCode::UnknownModel, what);
+    let serves = |pool: &PoolConfig| {
+        params
+            .model
+            .as_deref()
+            .is_none_or(|model| pool.model == model)
+            && params
+                .model_version
+                .as_deref()
+                .is_none_or(|version| pool.model_version == version)
+    };
+    let pool = match params.pool.as_deref() {
+        Some(name) => {
+            let pool = config.pool(name).ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidParams, format!("no pool {name:?}"))
+            })?;
+            if !serves(pool) {
+                return Err(unknown(format!(
+                    "pool {name} serves {}@{}",
+                    pool.model, pool.model_version
+                )));
+            }
+            pool
+        }
+        None => config
+            .pools
+            .iter()
+            .find(|pool| serves(pool))
+            .ok_or_else(|| {
+                unknown(format!(
+                    "no pool serves model {}{}",
+                    params.model.as_deref().unwrap_or("?"),
+                    params
+                        .model_version
+                        .as_deref()
+                        .map(|v| format!("@{v}"))
+                        .unwrap_or_default()
+                ))
+            })?,
+    };
+    let spec = state.model_of(pool).ok_or_else(|| {
+        unknown(format!(
+            "{}@{} is not in the model manifest",
+            pool.model, pool.model_version
+        ))
+    })?;
+    Ok((pool.clone(), spec.clone()))
+}
+
+/// The account exists, is active, and its holder is not under 14. A birth date that turns
+/// out to be under 14 flags the account (the janitor erases it at once).
+async fn check_account(state: &AppState, id: &AccountId) -> Result<(), ApiError> {
+    let inactive = |why: &str| ApiError::new(ErrorCode::AccountInactive, why);
+    let account = match state.deps.ledger.get_account(id).await {
+        Ok(account) => account,
+        Err(err) if err.kind() == clipfleet_ledger::LedgerErrorKind::NotFound => {
+            return Err(inactive("the account is not known"));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let today = Timestamp::from_system_time(std::time::SystemTime::now());
+    let under_14 = account.under_14
+        || account
+            .birth_date
+            .as_deref()
+            .is_some_and(|date| crate::accounts::is_under_14(date, today));
+    if under_14 {
+        if !account.under_14 {
+            crate::accounts::erase_under_14(state, id).await?;
+        }
+        return Err(ApiError::new(
+            ErrorCode::UnderAge,
+            "the service is not offered to children under 14",
+        ));
+    }
+    if account.status != AccountStatus::Active || account.tombstoned_at.is_some() {
+        return Err(inactive("the account is not active"));
+    }
+    Ok(())
+}
+
+fn generate_job(
+    checked: &Checked,
+    photo: &[u8],
+    digest: [u8; 32],
+    format: &str,
+) -> Result<GenerateJob, ApiError> {
+    let job_id = JobId::generate();
+    let submitted_at = Timestamp::from_system_time(std::time::SystemTime::now());
+    let deadline = submitted_at.saturating_add(checked.pool.job_deadline);
+    let narrow = |what: &str, value: u32| {
+        u16::try_from(value).map_err(|_| ApiError::internal(what, "model shape over u16"))
+    };
+    let spec = &checked.spec;
+    Ok(GenerateJob {
+        v: SCHEMA_VERSION,
+        job_id,
+        account_id: checked.account.clone(),
+        pool: checked.pool.name.clone(),
+        model: ModelRef {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        },
+        input: InputRef {
+            key: ObjectKey::input(&checked.account, job_id)
+                .as_str()
+                .to_owned(),
+            size: photo.len() as u64,
+            sha256: Sha256Hex::from_digest(&digest),
+            content_type: format!("image/{format}"),
+        },
+        params: Params {
+            frames: narrow("frames", spec.frames)?,
+            fps: narrow("fps", spec.fps)?,
+            width: narrow("width", spec.input.width)?,
+            height: narrow("height", spec.input.height)?,
+            seed: checked.seed,
+            motion: checked.motion,
+        },
+        priority: checked.priority,
+        submitted_at,
+        deadline,
+        trace: None,
+    })
+}
+
+/// Seal the photo in, write the row, publish; undo the earlier steps if a later one fails.
+async fn store_and_publish(
+    state: &AppState,
+    checked: &Checked,
+    job: GenerateJob,
+    photo: Bytes,
+    idempotency_key: Option<String>,
+    request_hash: String,
+    caller: &Caller,
+) -> Result<(Job, bool), ApiError> {
+    let deps = &state.deps;
+    let key = ObjectKey::input(&job.account_id, job.job_id);
+    let body = encode(&job).map_err(|err| ApiError::internal("encoding the job", err))?;
+    deps.store.put(&key, body_from_bytes(photo)).await?;
+    let new_job = NewJob {
+        id: job.job_id,
+        account_id: job.account_id.clone(),
+        pool: job.pool.clone(),
+        model: format!("{}@{}", job.model.name, job.model.version),
+        input_key: key.as_str().to_owned(),
+        idempotency: idempotency_key.map(|key| Idempotency {
+            key,
+            request_hash: request_hash.clone(),
+        }),
+    };
+    let inserted = match deps.ledger.insert_job(&new_job).await {
+        Ok(inserted) => inserted,
+        Err(err) => {
+            remove_photo(state, &key).await;
+            return Err(err.into());
+        }
+    };
+    if !inserted.created {
+        // A concurrent request with the same key won the race: ours is not needed.
+        remove_photo(state, &key).await;
+        return replay(&inserted.job, &request_hash);
+    }
+    let topic = Topic::Jobs(job.pool.clone(), job.priority);
+    let published = tokio::time::timeout(
+        state.options.publish_timeout,
+        deps.broker.publish(&topic, Outgoing::new(body)),
+    )
+    .await;
+    let failure = match published {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(err.to_string()),
+        Err(_) => Some(format!(
+            "no confirm within {:?}",
+            state.options.publish_timeout
+        )),
+    };
+    if let Some(why) = failure {
+        tracing::warn!(job = %job.job_id, error = %why, "publish not confirmed: rolling back");
+        remove_photo(state, &key).await;
+        if let Err(err) = deps
+            .ledger
+            .fail_job(
+                job.job_id,
+                ErrorCode::Unavailable,
+                "publish was not confirmed",
+            )
+            .await
+        {
+            tracing::warn!(job = %job.job_id, error = %err, "could not mark the job failed");
+        }
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the job could not be queued; nothing was kept; retry",
+        )
+        .retry_after(1));
+    }
+    caller
+        .record(state, Some(&checked.account), "job.submit")
+        .await;
+    Ok((inserted.job, true))
+}
+
+/// Deletes a photo whose job will not run. If even that fails, the janitor's rules (terminal
+/// job, orphan, `input_max_age`) delete it later.
+async fn remove_photo(state: &AppState, key: &ObjectKey) {
+    if let Err(err) = state.deps.store.delete(key).await {
+        tracing::warn!(error = %err, "could not delete a rolled-back photo; the janitor will");
+    }
+}
