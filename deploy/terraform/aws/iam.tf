@@ -55,7 +55,7 @@ resource "aws_iam_role_policy" "component" {
 # --- statements every component needs ---
 
 # SSE-KMS on the bucket and the queues: S3 and SQS call KMS for the caller, and only for them.
-data "aws_iam_policy_document" "kms_via_services" {
+data "aws_iam_policy_document" "common" {
   statement {
     sid       = "KmsThroughS3AndSqs"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
@@ -86,7 +86,7 @@ data "aws_iam_policy_document" "kms_via_services" {
 
 # --- ingest: put photos, serve and delete videos, publish jobs, consume events ---
 data "aws_iam_policy_document" "ingest" {
-  source_policy_documents = [data.aws_iam_policy_document.kms_via_services.json]
+  source_policy_documents = [data.aws_iam_policy_document.common.json]
   statement {
     sid = "PutPhotos"
     # DeleteObject: when a publish is not confirmed, ingest deletes the photo it just stored.
@@ -112,7 +112,7 @@ data "aws_iam_policy_document" "ingest" {
 
 # --- worker: get/delete photos, put videos, read tombstones and models, run jobs ---
 data "aws_iam_policy_document" "worker" {
-  source_policy_documents = [data.aws_iam_policy_document.kms_via_services.json]
+  source_policy_documents = [data.aws_iam_policy_document.common.json]
   statement {
     sid       = "TakePhotos"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
@@ -145,7 +145,7 @@ data "aws_iam_policy_document" "worker" {
 
 # --- janitor: list and delete media, write and remove tombstones ---
 data "aws_iam_policy_document" "janitor" {
-  source_policy_documents = [data.aws_iam_policy_document.kms_via_services.json]
+  source_policy_documents = [data.aws_iam_policy_document.common.json]
   statement {
     sid = "SweepMedia"
     # GetObject: read object metadata (age, seal header) before deciding; DeleteObjectVersion:
