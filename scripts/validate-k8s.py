@@ -40,10 +40,8 @@ def name_of(doc):
 
 
 def pod_spec(doc):
-    spec = doc.get("spec", {})
-    if doc["kind"] == "Job":
-        return spec.get("template", {}).get("spec", {})
-    return spec.get("template", {}).get("spec", {})
+    """The pod spec of a workload (every kind in WORKLOADS has spec.template.spec)."""
+    return doc.get("spec", {}).get("template", {}).get("spec", {})
 
 
 def project_rules(doc):
