@@ -33,8 +33,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=clipfleet-target-cuda \
     cargo build --release --locked -p clipfleet-worker --bin clip-worker \
  && install -D -m 0755 target/release/clip-worker /out/clip-worker \
- && readelf -d /out/clip-worker | grep -q 'libtorch_cuda\|libtorch.so' \
- && readelf -d /out/clip-worker | grep -q "RUNPATH.*${LIBTORCH}/lib"
+ && readelf -d /out/clip-worker | grep -q 'NEEDED.*libtorch\(_cuda\)\?\.so' \
+ && readelf -d /out/clip-worker | grep -q "PATH.*${LIBTORCH}/lib"
 
 # --- CPU libtorch (compose, CPU-only clusters): the project's own installer ---
 FROM build-base AS build-cpu
