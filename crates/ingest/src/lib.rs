@@ -33,4 +33,4 @@ mod service;
 mod submit;
 
 pub use error::ApiError;
-pub use service::{DEV_TOKEN, Ingest, IngestDeps, IngestOptions};
+pub use service::{DEV_TOKEN, Ingest, IngestDeps, IngestOptions, MAX_BLOCKING_THREADS};

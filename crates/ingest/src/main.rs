@@ -57,11 +57,14 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     LogFormat::parse(text).ok_or_else(|| format!("{text:?} is not pretty or json"))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(clipfleet_ingest::MAX_BLOCKING_THREADS)
+        .build()?;
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => runtime.block_on(serve(args)),
     }
 }
 

@@ -27,6 +27,11 @@ use crate::metrics::Metrics;
 /// embedded defaults configures its own.
 pub const DEV_TOKEN: &str = "clipfleet-dev-token";
 
+/// Threads for blocking work (file I/O of a local store) in an ingest process. Tokio's default
+/// (512) lets a burst of uploads start hundreds of threads, each with its own allocator arena:
+/// memory that stays with the process long after the burst.
+pub const MAX_BLOCKING_THREADS: usize = 16;
+
 /// What ingest talks to.
 #[derive(Debug, Clone)]
 pub struct IngestDeps {
