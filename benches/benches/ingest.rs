@@ -12,6 +12,8 @@
 //!
 //! `cargo bench -p clipfleet-benches --bench ingest` (`CLIPFLEET_BENCH_JOBS`, default 5000).
 
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
 use std::io::{BufRead, BufReader, Cursor};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -287,6 +287,7 @@ async fn finish(
     size: u64,
     stages: StageDurations,
 ) -> Result<Outcome, JobError> {
+    shared.telemetry.stages(&stages);
     let succeeded = EventKind::Succeeded {
         output_key: output.as_str().to_owned(),
         size,

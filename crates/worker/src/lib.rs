@@ -17,6 +17,7 @@
 
 mod events;
 mod job;
+mod metrics;
 mod submit;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 pub use job::Outcome;
+pub use metrics::{WorkerReadiness, WorkerTelemetry};
 pub use submit::{job_for_photo, submit};
 
 use crate::events::EventSink;
@@ -126,6 +128,7 @@ pub(crate) struct Shared {
     pub models: HashMap<(String, String), ModelSpec>,
     pub config: WorkerConfig,
     pub events: EventSink,
+    pub telemetry: WorkerTelemetry,
 }
 
 /// Runs the worker until `shutdown` resolves or a `drain` control message names it, then
@@ -135,7 +138,18 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<WorkerReport> {
+    run_observed(deps, config, WorkerTelemetry::unregistered(), shutdown).await
+}
+
+/// [`run`], reporting metrics and the drain through `telemetry` (`/metrics`, `/readyz`).
+pub async fn run_observed(
+    deps: WorkerDeps,
+    config: WorkerConfig,
+    telemetry: WorkerTelemetry,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<WorkerReport> {
     let shared = Arc::new(Shared {
+        telemetry: telemetry.clone(),
         events: EventSink::start(deps.broker.clone()),
         broker: deps.broker,
         store: deps.store,
@@ -148,7 +162,7 @@ pub async fn run(
             .collect(),
         config: config.clone(),
     });
-    let draining = Arc::new(AtomicBool::new(false));
+    let draining = telemetry.draining_flag();
     let busy = Arc::new(AtomicU32::new(0));
     let mut side_tasks = JoinSet::new();
     if let Some(bus) = shared.broker.control_bus() {
@@ -160,6 +174,16 @@ pub async fn run(
     let mut jobs: JoinSet<Outcome> = JoinSet::new();
     let mut report = WorkerReport::default();
     tokio::pin!(shutdown);
+    side_tasks.spawn({
+        let (telemetry, engine) = (telemetry.clone(), shared.engine.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                telemetry.sync_engine(&engine);
+            }
+        }
+    });
     info!(worker = %config.worker_id, pool = %config.pool, slots = config.slots, "worker started");
     while !draining.load(Ordering::SeqCst) {
         while let Some(done) = jobs.try_join_next() {
@@ -186,8 +210,10 @@ pub async fn run(
                         .expect("asked for no more than the free slots");
                     let (shared, busy) = (shared.clone(), busy.clone());
                     busy.fetch_add(1, Ordering::SeqCst);
+                    shared.telemetry.job_started();
                     jobs.spawn(async move {
-                        let outcome = job::process(shared, delivery, job).await;
+                        let outcome = job::process(shared.clone(), delivery, job).await;
+                        shared.telemetry.job_settled(Some(&outcome));
                         busy.fetch_sub(1, Ordering::SeqCst);
                         drop(permit);
                         outcome
@@ -200,6 +226,7 @@ pub async fn run(
             }
         }
     }
+    draining.store(true, Ordering::SeqCst);
     info!(worker = %config.worker_id, in_flight = jobs.len(), "draining");
     let deadline = tokio::time::Instant::now() + config.drain_grace;
     while !jobs.is_empty() {
@@ -209,12 +236,16 @@ pub async fn run(
             Err(_) => {
                 // Past the grace period: their leases lapse and the broker redelivers them.
                 report.abandoned += jobs.len() as u64;
+                for _ in 0..jobs.len() {
+                    telemetry.job_settled(None);
+                }
                 jobs.abort_all();
                 break;
             }
         }
     }
     side_tasks.abort_all();
+    telemetry.sync_engine(&shared.engine);
     info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! clip-worker serve [--config FILE] [--manifest FILE] [--worker-id ID] [--pool NAME] [--slots N]
+//!                   [--listen ADDR]   (serves /livez /readyz /metrics)
 //!                    [--broker-namespace NS]
 //! clip-worker embedded PHOTO OUT.mp4 [--motion PRESET] [--manifest FILE]
 //! ```
@@ -29,7 +30,10 @@ use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
     open_sealed, read_to_end,
 };
-use clipfleet_worker::{WorkerConfig, WorkerDeps, job_for_photo, run, submit};
+use clipfleet_worker::{
+    WorkerConfig, WorkerDeps, WorkerReadiness, WorkerTelemetry, job_for_photo, run, run_observed,
+    submit,
+};
 
 const DEFAULT_MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/manifest.toml");
 
@@ -138,7 +142,24 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
         models,
         encoder: encoder(),
     };
-    let report = run(deps, worker, shutdown_signal()).await?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let telemetry = WorkerTelemetry::register(&mut registry);
+    if let Some(listen) = flag(args, "--listen") {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("listen on {listen}"))?;
+        let ops = clipfleet_telemetry::ops_router::<()>(clipfleet_telemetry::OpsState {
+            registry: Arc::new(registry),
+            readiness: Arc::new(WorkerReadiness::new(deps.clone(), telemetry.clone())),
+        });
+        tracing::info!(addr = %listener.local_addr()?, "serving /livez /readyz /metrics");
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, ops).await {
+                tracing::error!(error = %err, "operations endpoint stopped");
+            }
+        });
+    }
+    let report = run_observed(deps, worker, telemetry, shutdown_signal()).await?;
     tracing::info!(?report, "drained");
     Ok(())
 }

@@ -45,12 +45,25 @@ fn manifest(tag: &str) -> PathBuf {
             &format!("input = {{ width = {W}, height = {H} }}"),
         )
         .replace("frames = 48", &format!("frames = {FRAMES}"));
+    // A second model of another shape, so jobs of different shapes share the workers.
+    let noop = real
+        .split("[[model]]")
+        .find(|b| b.contains("name = \"noop\""))
+        .expect("noop entry")
+        .replace(
+            "input = { width = 256, height = 256 }",
+            "input = { width = 64, height = 64 }",
+        )
+        .replace("frames = 16", "frames = 8")
+        .replace("fps = 16", "fps = 8");
     std::fs::write(
         dir.join("manifest.toml"),
-        format!("version = 1\n[[model]]{block}"),
+        format!("version = 1\n[[model]]{block}[[model]]{noop}"),
     )
     .expect("write");
-    std::fs::copy(repo().join("models/motion.pt"), dir.join("motion.pt")).expect("copy");
+    for file in ["motion.pt", "noop.pt"] {
+        std::fs::copy(repo().join("models").join(file), dir.join(file)).expect("copy");
+    }
     dir.join("manifest.toml")
 }
 
@@ -80,7 +93,11 @@ impl Fleet {
         ));
         let registry = ModelRegistry::load(&manifest(tag), Device::Cpu).expect("models");
         let models: Vec<ModelSpec> = registry.models().map(|m| m.spec.clone()).collect();
-        let model = models[0].clone();
+        let model = models
+            .iter()
+            .find(|m| m.name == "motion")
+            .expect("motion")
+            .clone();
         let engine = Engine::start(registry, EngineConfig::default()).expect("engine");
         let deps = WorkerDeps {
             broker: broker.clone(),
@@ -479,4 +496,137 @@ async fn a_drain_finishes_the_jobs_in_flight_and_loses_none() {
         .await
         .expect("depth");
     assert_eq!((depth.ready, depth.in_flight), (0, Some(0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_readiness_follow_the_jobs() {
+    use clipfleet_telemetry::{Readiness, metrics_text};
+    use clipfleet_worker::{WorkerReadiness, WorkerTelemetry, run_observed};
+
+    let fleet = Fleet::new("metrics").await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let telemetry = WorkerTelemetry::register(&mut registry);
+    let readiness = WorkerReadiness::new(fleet.deps.clone(), telemetry.clone());
+    let ready = |checks: Vec<clipfleet_telemetry::Check>| checks.iter().all(|c| c.result.is_ok());
+    assert!(
+        ready(readiness.checks().await),
+        "ready before the first job"
+    );
+
+    fleet.submit(&photo(), 600_000, Motion::ZoomIn).await;
+    fleet.submit(b"plain text", 600_000, Motion::ZoomIn).await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (deps, config, observed) = (fleet.deps.clone(), fleet.config(), telemetry.clone());
+    let worker = tokio::spawn(async move {
+        run_observed(deps, config, observed, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("worker run")
+    });
+    fleet.wait_for_terminal(2).await;
+    stop.send(()).expect("stop");
+    worker.await.expect("worker");
+
+    let text = metrics_text(&registry);
+    for line in [
+        "worker_jobs_total{outcome=\"succeeded\",code=\"\"} 1",
+        "worker_jobs_total{outcome=\"failed\",code=\"unsupported_format\"} 1",
+        "worker_stage_duration_seconds_count{stage=\"infer\"} 1",
+        "worker_queue_wait_seconds_count 1",
+        "worker_forward_passes_total{size=\"1\"} 1",
+        "worker_jobs_in_flight 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // A drained worker takes no jobs: not ready.
+    assert!(telemetry.is_draining());
+    assert!(!ready(readiness.checks().await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_mixed_shape_jobs_through_two_workers_all_finish_and_leave_only_videos() {
+    let fleet = Fleet::new("mixed").await;
+    let noop = fleet
+        .deps
+        .models
+        .iter()
+        .find(|m| m.name == "noop")
+        .expect("noop")
+        .clone();
+    let photo = photo();
+    let now = Timestamp::from_system_time(SystemTime::now());
+    let deadline = now.saturating_add(Duration::from_secs(600));
+    let mut jobs = Vec::new();
+    for i in 0..50 {
+        let model = if i % 2 == 0 { &fleet.model } else { &noop };
+        let motion = Motion::KNOWN[i % Motion::KNOWN.len()];
+        let job = job_for_photo(&fleet.account, &fleet.pool, model, &photo, motion, deadline);
+        submit(
+            fleet.broker.as_ref(),
+            fleet.store.as_ref(),
+            &job,
+            photo.clone(),
+        )
+        .await
+        .expect("submit");
+        jobs.push(job);
+    }
+    // Two workers, each with an engine of its own, share the queue.
+    let second_deps = {
+        let registry = ModelRegistry::load(&manifest("mixed-2"), Device::Cpu).expect("models");
+        WorkerDeps {
+            engine: Engine::start(registry, EngineConfig::default()).expect("engine"),
+            ..fleet.deps.clone()
+        }
+    };
+    let (stop_a, worker_a) = fleet.start(fleet.config());
+    let mut config_b = fleet.config();
+    config_b.worker_id = WorkerId::new("w-embedded-2").expect("worker");
+    let (stop_b, stopped_b) = oneshot::channel::<()>();
+    let worker_b = tokio::spawn(async move {
+        run(second_deps, config_b, async move {
+            let _ = stopped_b.await;
+        })
+        .await
+        .expect("worker run")
+    });
+    let events = fleet.wait_for_terminal(50).await;
+    stop_a.send(()).expect("stop");
+    stop_b.send(()).expect("stop");
+    let (a, b) = (worker_a.await.expect("a"), worker_b.await.expect("b"));
+    assert_eq!(a.succeeded + b.succeeded, 50, "{a:?} {b:?}");
+    assert!(
+        a.succeeded > 0 && b.succeeded > 0,
+        "both workers took jobs: {a:?} {b:?}"
+    );
+    let succeeded: std::collections::HashSet<JobId> = events
+        .iter()
+        .filter(|e| matches!(e.event, EventKind::Succeeded { .. }))
+        .map(|e| e.job_id)
+        .collect();
+    assert_eq!(succeeded.len(), 50, "every job succeeded exactly once");
+    // Nothing but the 50 videos is stored, each of its model's shape.
+    let stored = clipfleet_store::list_all(fleet.store.as_ref(), "")
+        .await
+        .expect("list");
+    assert_eq!(stored.len(), 50, "only videos remain: {stored:?}");
+    assert!(
+        stored
+            .iter()
+            .all(|o| o.key.as_str().starts_with("outputs/"))
+    );
+    for job in &jobs[..2] {
+        let output = ObjectKey::output(&job.account_id, job.job_id);
+        let mp4 = read_to_end(fleet.store.get(&output).await.expect("video"), 64 << 20)
+            .await
+            .expect("read");
+        assert_eq!(
+            probe(&mp4),
+            format!(
+                "h264,{},{},yuv420p,{}",
+                job.params.width, job.params.height, job.params.frames
+            )
+        );
+    }
 }
