@@ -155,13 +155,20 @@ fn debug_output_never_shows_credentials() {
 fn the_deployment_configs_load_with_their_secret_overrides() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let digest = "f01d2474fd375b4c5eb46064b550034167661b86322f1e1d3cb7645512a06607";
-    for file in ["deploy/compose/clipfleet.toml", "deploy/k8s/base/clipfleet.toml"] {
+    for file in [
+        "deploy/compose/clipfleet.toml",
+        "deploy/k8s/base/clipfleet.toml",
+    ] {
         let text = std::fs::read_to_string(root.join(file)).expect(file);
         let config = Config::from_toml(
             &text,
             &env(&[("CLIPFLEET_INGEST__TOKENS__0__SHA256", digest)]),
         )
         .unwrap_or_else(|err| panic!("{file}: {err}"));
-        assert_eq!(hex::encode(config.ingest.tokens[0].sha256), digest, "{file}");
+        assert_eq!(
+            hex::encode(config.ingest.tokens[0].sha256),
+            digest,
+            "{file}"
+        );
     }
 }
