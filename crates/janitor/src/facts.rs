@@ -122,6 +122,8 @@ pub struct Snapshot {
     pub jobs: BTreeMap<JobId, JobFacts>,
     /// Accounts a retention rule may apply to (legal holds included).
     pub accounts: Vec<AccountFacts>,
+    /// Accounts under legal hold: nothing of theirs is deleted, by any rule.
+    pub held: BTreeSet<AccountId>,
     /// Objects under each reviewed or tombstoned account's prefixes (`inputs/<a>/`,
     /// `outputs/<a>/`, `sessions/<a>/`).
     pub account_objects: BTreeMap<AccountId, Vec<ObjectFacts>>,
@@ -146,6 +148,7 @@ impl Snapshot {
             now,
             jobs: BTreeMap::new(),
             accounts: Vec::new(),
+            held: BTreeSet::new(),
             account_objects: BTreeMap::new(),
             stored_inputs: Vec::new(),
             stored_sessions: Vec::new(),

@@ -111,6 +111,19 @@ pub async fn gather(
             break;
         }
     }
+    // Legal holds spare everything of their account; a hold without a limit would be an
+    // unbounded read, so more holds than accounts reviewed is refused rather than cut.
+    let held = ledger
+        .accounts_on_legal_hold(u32::try_from(limits.max_accounts).unwrap_or(u32::MAX))
+        .await
+        .map_err(ledger_err("list legal holds"))?;
+    if held.len() >= limits.max_accounts {
+        return Err(JanitorError::new(
+            crate::JanitorErrorKind::Internal,
+            "more legal holds than max_accounts: raise the limit",
+        ));
+    }
+    snapshot.held = held.into_iter().collect();
     for account in &snapshot.accounts {
         if !account.legal_hold {
             let objects = account_objects(store, &account.id, limits.max_listed).await?;

@@ -2,6 +2,9 @@
 //! ledger's rows and the store's objects) and the policy: no I/O, no clock. [`plan`] runs them
 //! all; each rule is public on its own so tests can hold it to its promise.
 //!
+//! A legal hold spares everything of its account, by every rule (the law may require keeping
+//! what the policy would delete); plans list what a hold kept.
+//!
 //! Accounts come first: an account being purged takes all its objects with it, so the per-object
 //! rules leave that account's objects alone (one deletion, one audit row, per object).
 
@@ -43,6 +46,7 @@ pub fn plan(snapshot: &Snapshot, policy: &Policy) -> Plan {
         .iter()
         .filter(|account| account.legal_hold)
         .map(|account| account.id.clone())
+        .chain(snapshot.held.iter().cloned())
         .collect();
     let spared = |account: &AccountId| purged.contains(account) || held.contains(account);
     actions.extend(photos(

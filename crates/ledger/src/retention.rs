@@ -256,6 +256,23 @@ impl Ledger {
         .map_err(sqlx_err("list accounts for review"))
     }
 
+    /// Accounts under legal hold (few: a court's or a regulator's order), at most `limit`.
+    pub async fn accounts_on_legal_hold(&self, limit: u32) -> Result<Vec<AccountId>, LedgerError> {
+        let rows = sqlx::query("SELECT id FROM accounts WHERE legal_hold = 1 ORDER BY id LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_err("list accounts on legal hold"))?;
+        let mut held = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("id").map_err(sqlx_err("read account id"))?;
+            if let Ok(id) = AccountId::new(id) {
+                held.push(id);
+            }
+        }
+        Ok(held)
+    }
+
     /// The jobs among `ids` the ledger has.
     pub async fn jobs_by_ids(&self, ids: &[JobId]) -> Result<Vec<Job>, LedgerError> {
         let mut found = Vec::new();

@@ -449,6 +449,7 @@ pub async fn one_bad_object_never_stops_the_sweep(f: &Fixture) -> anyhow::Result
         "{metrics}"
     );
 
+    drop(janitor); // the lock goes with it
     let healed = f.janitor(default_policy());
     let report = sweep(&healed).await.context("the healed sweep")?;
     ensure!(
