@@ -141,9 +141,13 @@ impl<'a> Executor<'a> {
     /// Deletes objects in batches, several in flight; returns (verified gone by rule, failed).
     pub async fn delete_objects(&self, objects: &[&ObjectDeletion]) -> (BTreeMap<Rule, u64>, u64) {
         let batch_size = self.options.batch_size.max(1);
-        let mut batches = stream::iter(objects.chunks(batch_size))
+        // The batch futures are made up front: a stream holding the chunking closure would
+        // make the sweep's future `Send` only for one lifetime, so it could not be spawned.
+        let batches: Vec<_> = objects
+            .chunks(batch_size)
             .map(|batch| self.delete_batch(batch))
-            .buffer_unordered(self.options.in_flight.max(1));
+            .collect();
+        let mut batches = stream::iter(batches).buffer_unordered(self.options.in_flight.max(1));
         let mut deleted: BTreeMap<Rule, u64> = BTreeMap::new();
         let mut failures = 0;
         while let Some((gone, failed)) = batches.next().await {

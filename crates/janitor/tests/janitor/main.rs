@@ -5,6 +5,7 @@ mod fixture;
 mod lifecycle;
 mod props;
 mod scenarios;
+mod service;
 mod versioned;
 
 on_all!(
