@@ -1,8 +1,8 @@
 //! The executor: applies a plan. Every deletion is first recorded in the audit, unverified
 //! (a write-ahead record deduplicated by rule, subject and target), then deleted in batches
 //! (`delete_many`: 1,000 keys per S3 request, several batches in flight), versions purged on a
-//! versioned bucket, verified gone (`still_stored`), and only then confirmed in the audit and
-//! marked in the ledger. A crash at any point leaves either nothing, or an unverified record
+//! versioned bucket, verified gone (`still_stored`, once for all batches: one listing per key
+//! prefix on S3), and only then confirmed in the audit and marked in the ledger. A crash at any point leaves either nothing, or an unverified record
 //! that the next sweep confirms once it finds the thing gone (or re-plans, finds the record
 //! already there, and finishes): no deletion goes unrecorded, none is recorded twice.
 //!
@@ -139,51 +139,25 @@ impl<'a> Executor<'a> {
     }
 
     /// Deletes objects in batches, several in flight; returns (verified gone by rule, failed).
+    /// Three phases: record and delete each batch; verify all of them at once (on S3 one
+    /// listing per key prefix for the whole sweep, not per batch); confirm and mark.
     pub async fn delete_objects(&self, objects: &[&ObjectDeletion]) -> (BTreeMap<Rule, u64>, u64) {
         let batch_size = self.options.batch_size.max(1);
         // The batch futures are made up front: a stream holding the chunking closure would
         // make the sweep's future `Send` only for one lifetime, so it could not be spawned.
         let batches: Vec<_> = objects
             .chunks(batch_size)
-            .map(|batch| self.delete_batch(batch))
+            .map(|batch| self.record_and_delete(batch))
             .collect();
         let mut batches = stream::iter(batches).buffer_unordered(self.options.in_flight.max(1));
-        let mut deleted: BTreeMap<Rule, u64> = BTreeMap::new();
-        let mut failures = 0;
-        while let Some((gone, failed)) = batches.next().await {
-            for (rule, n) in gone {
-                *deleted.entry(rule).or_default() += n;
-            }
-            failures += failed;
-        }
-        (deleted, failures)
-    }
-
-    /// One batch: record, delete, purge versions, verify, confirm, mark.
-    async fn delete_batch(&self, batch: &[&ObjectDeletion]) -> (BTreeMap<Rule, u64>, u64) {
-        let all = batch.len() as u64;
-        let intents: Vec<NewDeletion> = batch.iter().map(|d| self.intent(d)).collect();
-        if let Err(err) = self.ledger.record_deletion_intents(&intents).await {
-            warn!(error = %err, keys = all, "recording deletions failed: batch left for the next sweep");
-            return (BTreeMap::new(), all);
-        }
-        let keys: Vec<ObjectKey> = batch.iter().map(|d| d.key.clone()).collect();
         let mut failed: BTreeSet<ObjectKey> = BTreeSet::new();
-        for failure in self.store.delete_many(&keys).await.failed {
-            note_failure(&mut failed, failure, "delete");
+        while let Some(batch_failed) = batches.next().await {
+            failed.extend(batch_failed);
         }
-        let attempted: Vec<ObjectKey> = keys
+        let attempted: Vec<ObjectKey> = objects
             .iter()
-            .filter(|k| !failed.contains(*k))
-            .cloned()
-            .collect();
-        for failure in self.store.purge_versions(&attempted).await.failed {
-            note_failure(&mut failed, failure, "delete versions");
-        }
-        let attempted: Vec<ObjectKey> = keys
-            .iter()
-            .filter(|k| !failed.contains(*k))
-            .cloned()
+            .map(|d| d.key.clone())
+            .filter(|key| !failed.contains(key))
             .collect();
         match self.store.still_stored(&attempted).await {
             Ok(still) => {
@@ -197,25 +171,52 @@ impl<'a> Executor<'a> {
                 failed.extend(attempted);
             }
         }
-        let gone: Vec<&ObjectDeletion> = batch
+        let gone: Vec<&ObjectDeletion> = objects
             .iter()
             .copied()
             .filter(|d| !failed.contains(&d.key))
             .collect();
-        let mut failures = all - gone.len() as u64;
-        let dedup: Vec<String> = gone.iter().map(|d| self.intent(d).dedup_key()).collect();
-        if let Err(err) = self.ledger.confirm_deletions(&dedup, None).await {
-            // The objects are gone; their records stay unverified until the next sweep's
-            // recovery confirms them.
-            warn!(error = %err, keys = gone.len(), "confirming deletions failed");
-            return (BTreeMap::new(), all);
+        let mut failures = (objects.len() - gone.len()) as u64;
+        let mut deleted: BTreeMap<Rule, u64> = BTreeMap::new();
+        for chunk in gone.chunks(batch_size) {
+            let dedup: Vec<String> = chunk.iter().map(|d| self.intent(d).dedup_key()).collect();
+            if let Err(err) = self.ledger.confirm_deletions(&dedup, None).await {
+                // The objects are gone; their records stay unverified until the next sweep's
+                // recovery confirms them.
+                warn!(error = %err, keys = chunk.len(), "confirming deletions failed");
+                failures += chunk.len() as u64;
+                continue;
+            }
+            failures += self.mark(chunk).await;
+            for deletion in chunk {
+                *deleted.entry(deletion.rule).or_default() += 1;
+            }
         }
-        failures += self.mark(&gone).await;
-        let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
-        for deletion in gone {
-            *by_rule.entry(deletion.rule).or_default() += 1;
+        (deleted, failures)
+    }
+
+    /// One batch: record, delete, purge versions. Returns the keys that failed (all of them
+    /// when the records could not be written: nothing is deleted unrecorded).
+    async fn record_and_delete(&self, batch: &[&ObjectDeletion]) -> BTreeSet<ObjectKey> {
+        let keys: Vec<ObjectKey> = batch.iter().map(|d| d.key.clone()).collect();
+        let intents: Vec<NewDeletion> = batch.iter().map(|d| self.intent(d)).collect();
+        if let Err(err) = self.ledger.record_deletion_intents(&intents).await {
+            warn!(error = %err, keys = keys.len(), "recording deletions failed: batch left for the next sweep");
+            return keys.into_iter().collect();
         }
-        (by_rule, failures)
+        let mut failed: BTreeSet<ObjectKey> = BTreeSet::new();
+        for failure in self.store.delete_many(&keys).await.failed {
+            note_failure(&mut failed, failure, "delete");
+        }
+        let attempted: Vec<ObjectKey> = keys
+            .iter()
+            .filter(|k| !failed.contains(*k))
+            .cloned()
+            .collect();
+        for failure in self.store.purge_versions(&attempted).await.failed {
+            note_failure(&mut failed, failure, "delete versions");
+        }
+        failed
     }
 
     /// Records in the ledger what is gone; returns how many steps failed.
