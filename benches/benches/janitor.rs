@@ -32,7 +32,10 @@ use futures_util::{StreamExt, stream};
 use sqlx::Connection;
 
 fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -64,7 +67,10 @@ fn keys(n: usize) -> Vec<ObjectKey> {
 async fn put_all(store: &dyn ObjectStore, keys: &[ObjectKey]) {
     stream::iter(keys)
         .map(|key| async move {
-            store.put(key, body_from_bytes(&b"expired video"[..])).await.expect("put fixture object");
+            store
+                .put(key, body_from_bytes(&b"expired video"[..]))
+                .await
+                .expect("put fixture object");
         })
         .buffer_unordered(64)
         .collect::<Vec<()>>()
@@ -77,16 +83,25 @@ async fn delete_bench() {
     let rounds = env_usize("BENCH_ROUNDS", 3);
     let config = aws_sdk_config().await;
     let admin = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
     );
     let bucket = unique_name("janitor-bench");
-    admin.create_bucket().bucket(&bucket).send().await.expect("create bucket (emulator running?)");
+    admin
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket (emulator running?)");
     let store = S3ObjectStore::from_sdk_config(
         &config,
         S3Location::parse(&format!("s3://{bucket}/fleet")).expect("location"),
     );
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix_ms(1_780_000_000_000)));
-    let ledger = Ledger::connect_with_clock("sqlite::memory:", clock).await.expect("ledger");
+    let ledger = Ledger::connect_with_clock("sqlite::memory:", clock)
+        .await
+        .expect("ledger");
     ledger.migrate().await.expect("migrate");
     let (mut batched, mut single) = (Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -100,7 +115,12 @@ async fn delete_bench() {
                 rule: Rule::VideoPastTtl,
                 key: key.clone(),
                 subject_kind: SubjectKind::Job,
-                subject_id: key.segments().last().unwrap_or("x").trim_end_matches(".mp4").to_owned(),
+                subject_id: key
+                    .segments()
+                    .last()
+                    .unwrap_or("x")
+                    .trim_end_matches(".mp4")
+                    .to_owned(),
                 age: Duration::from_secs(86_400),
                 then: AfterDelete::Nothing,
             })
@@ -111,7 +131,11 @@ async fn delete_bench() {
         let (deleted, failures) = executor.delete_objects(&refs).await;
         let took = start.elapsed().as_secs_f64();
         let gone: u64 = deleted.values().sum();
-        assert_eq!((gone, failures), (objects as u64, 0), "batched executor incomplete");
+        assert_eq!(
+            (gone, failures),
+            (objects as u64, 0),
+            "batched executor incomplete"
+        );
         batched.push(objects as f64 / took);
 
         let single_keys = keys(sample);
@@ -122,7 +146,10 @@ async fn delete_bench() {
         }
         let took_single = start.elapsed().as_secs_f64();
         single.push(sample as f64 / took_single);
-        assert!(list_all(&store, "").await.expect("list").is_empty(), "objects left");
+        assert!(
+            list_all(&store, "").await.expect("list").is_empty(),
+            "objects left"
+        );
         println!(
             "round {round}: batched {objects} keys in {took:.2} s ({:.0} keys/s; puts took {put_s:.1} s), one-by-one {sample} keys in {took_single:.2} s ({:.0} keys/s)",
             objects as f64 / took,
@@ -146,7 +173,10 @@ async fn fill(ledger: &Ledger, jobs: usize, now: Timestamp, postgres: bool) {
         if postgres {
             format!("generate_series(0, {}) AS s(n)", n - 1)
         } else {
-            format!("(WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {}) SELECT n FROM s) AS s", n - 1)
+            format!(
+                "(WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {}) SELECT n FROM s) AS s",
+                n - 1
+            )
         }
     };
     let pad = |expr: &str, width: usize| {
@@ -184,24 +214,41 @@ async fn fill(ledger: &Ledger, jobs: usize, now: Timestamp, postgres: bool) {
         id = pad("n", 23),
         series = series(jobs),
     );
-    sqlx::query(&sql).execute(ledger.pool()).await.expect("insert jobs");
+    sqlx::query(&sql)
+        .execute(ledger.pool())
+        .await
+        .expect("insert jobs");
     if postgres {
-        sqlx::query("ANALYZE jobs").execute(ledger.pool()).await.expect("analyze");
+        sqlx::query("ANALYZE jobs")
+            .execute(ledger.pool())
+            .await
+            .expect("analyze");
     } else {
-        sqlx::query("ANALYZE").execute(ledger.pool()).await.expect("analyze");
+        sqlx::query("ANALYZE")
+            .execute(ledger.pool())
+            .await
+            .expect("analyze");
     }
 }
 
 async fn plan_on(name: &str, url: &str, jobs: usize, rounds: usize, postgres: bool) {
     let now = Timestamp::from_unix_ms(1_780_000_000_000);
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
-    let ledger = Ledger::connect_with_clock(url, clock.clone()).await.expect("ledger");
+    let ledger = Ledger::connect_with_clock(url, clock.clone())
+        .await
+        .expect("ledger");
     ledger.migrate().await.expect("migrate");
     let start = Instant::now();
     fill(&ledger, jobs, now, postgres).await;
     let fill_s = start.elapsed().as_secs_f64();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemoryObjectStore::new());
-    let janitor = Janitor::new(ledger.clone(), store, policy(), clock, LockSpec::for_ledger_url(url).expect("lock"));
+    let janitor = Janitor::new(
+        ledger.clone(),
+        store,
+        policy(),
+        clock,
+        LockSpec::for_ledger_url(url).expect("lock"),
+    );
     let mut times = Vec::new();
     let mut actions = 0;
     for _ in 0..rounds.max(1) {
@@ -226,19 +273,30 @@ async fn plan_bench() {
     plan_on("a SQLite file", &url, jobs, rounds, false).await;
 
     let schema = unique_name("janitor_bench").replace('-', "_");
-    let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.expect("postgres");
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut admin).await.expect("schema");
+    let mut admin = sqlx::PgConnection::connect(&postgres_url())
+        .await
+        .expect("postgres");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .expect("schema");
     let base = postgres_url();
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     plan_on("PostgreSQL", &url, jobs, rounds, true).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await.expect("drop schema");
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .expect("drop schema");
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported (one fixed run).
     let skip = std::env::var("BENCH_SKIP").unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         if skip != "delete" {
             delete_bench().await;
