@@ -76,6 +76,8 @@ text_enum!(
         UsageMaxAge = "usage_max_age",
         /// Session artifacts at session end or TTL.
         SessionEnded = "session_ended",
+        /// An erased account's tombstone, once no job of the account can still run.
+        TombstoneExpired = "tombstone_expired",
     }
 );
 
@@ -150,7 +152,7 @@ fn check_key_like(column: &str, text: &str) -> Result<(), LedgerError> {
 }
 
 impl NewDeletion {
-    fn validate(&self) -> Result<(), LedgerError> {
+    pub(crate) fn validate(&self) -> Result<(), LedgerError> {
         check_key_like("subject_id", &self.subject_id)?;
         check_key_like("target", &self.target)?;
         check_key_like("actor", &self.actor)

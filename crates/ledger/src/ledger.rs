@@ -17,8 +17,10 @@ use crate::error::{LedgerError, sqlx_err};
 
 /// The migrations, compiled in: the same files for both databases. Append new ones; never edit
 /// one that has shipped (sqlx refuses a changed checksum).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "ledger", include_str!("../migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "ledger", include_str!("../migrations/0001_ledger.sql")),
+    (2, "janitor", include_str!("../migrations/0002_janitor.sql")),
+];
 
 /// How long a caller waits for a pooled connection before the call fails as `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -15,6 +15,8 @@
 //! - `events`: the job-event state machine ([`Ledger::apply_events`]).
 //! - `purge`: [`Ledger::delete_account`], the end of an account's rows.
 //! - `sweep`: what the janitor sweeps (expired videos, stale photos, accounts due) and marks.
+//! - `retention`: the janitor's keyset-paged candidates, batched marks, and the audit as a
+//!   write-ahead log (deduplicated intents confirmed once verified).
 //! - `usage`: the policy's usage details per request ([`UsageRecord`]).
 //! - `audit`: the deletion audit ([`Deletion`]).
 //! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
@@ -28,6 +30,7 @@ mod events;
 mod job;
 mod ledger;
 mod purge;
+mod retention;
 mod sweep;
 mod usage;
 
@@ -39,4 +42,5 @@ pub use events::ApplyOutcome;
 pub use job::{Idempotency, InsertedJob, Job, JobStatus, NewJob};
 pub use ledger::{Backend, Ledger};
 pub use purge::PurgedRows;
+pub use retention::JobCursor;
 pub use usage::{MAX_LIST_LIMIT, NewUsage, UsageRecord};

@@ -103,6 +103,30 @@ pub trait ObjectStore: Send + Sync + Debug + 'static {
 
     /// Whether the backend answers (the `/readyz` check): cheap, reads no object.
     async fn check_connectivity(&self) -> Result<(), StoreError>;
+
+    /// On a versioned backend, deletes every stored version and delete marker of each key
+    /// (what `delete` leaves behind there); the report lists what may remain. A backend that
+    /// keeps no versions has nothing more to delete: the default does nothing.
+    async fn purge_versions(&self, keys: &[ObjectKey]) -> DeleteReport {
+        let _ = keys;
+        DeleteReport::default()
+    }
+
+    /// Of `keys`, those the backend still holds anything of: the object itself or, on a
+    /// versioned backend, any version or delete marker. The proof of deletion: empty after
+    /// `delete_many` and `purge_versions` succeeded. The default asks `head` for each key;
+    /// backends may answer many keys with one listing.
+    async fn still_stored(&self, keys: &[ObjectKey]) -> Result<Vec<ObjectKey>, StoreError> {
+        let mut stored = Vec::new();
+        for key in keys {
+            match self.head(key).await {
+                Ok(_) => stored.push(key.clone()),
+                Err(err) if err.kind() == StoreErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(stored)
+    }
 }
 
 /// A body of one chunk.

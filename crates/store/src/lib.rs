@@ -2,7 +2,8 @@
 //! behind one object-safe [`ObjectStore`] trait, sealed at rest by envelope encryption.
 //!
 //! - `api`: the trait (streaming put/get, head, idempotent delete, batched `delete_many`,
-//!   paginated list) and its types; body helpers.
+//!   paginated list, `still_stored` and `purge_versions` for proofs of deletion) and its
+//!   types; body helpers.
 //! - `key`: [`ObjectKey`], validated in one place for every backend (DESIGN §5's key scheme).
 //! - `memory` ([`InMemoryObjectStore`], `memory://`), `fs` ([`LocalFileObjectStore`],
 //!   `file:///dir`, atomic writes), `s3` ([`S3ObjectStore`], `s3://bucket/prefix`, feature

@@ -6,7 +6,9 @@
 
 mod errors;
 mod upload;
+mod versions;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -93,6 +95,8 @@ pub struct S3ObjectStore {
     /// Bodies up to this size go up in one `PutObject`; larger ones in parts of this size,
     /// which is also the most body memory one put holds.
     part_size: usize,
+    /// Whether the bucket keeps versions, asked once (deletion proofs and purges need it).
+    versioned: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl S3ObjectStore {
@@ -133,6 +137,7 @@ impl S3ObjectStore {
             location,
             retry: RetryPolicy::default(),
             part_size: DEFAULT_PART_SIZE,
+            versioned: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -375,6 +380,14 @@ impl ObjectStore for S3ObjectStore {
             objects,
             continuation,
         })
+    }
+
+    async fn purge_versions(&self, keys: &[ObjectKey]) -> DeleteReport {
+        self.purge_key_versions(keys).await
+    }
+
+    async fn still_stored(&self, keys: &[ObjectKey]) -> Result<Vec<ObjectKey>, StoreError> {
+        self.still_stored_keys(keys).await
     }
 
     async fn check_connectivity(&self) -> Result<(), StoreError> {

@@ -179,6 +179,14 @@ impl ObjectStore for SealedObjectStore {
     async fn check_connectivity(&self) -> Result<(), StoreError> {
         self.inner.check_connectivity().await
     }
+
+    async fn purge_versions(&self, keys: &[ObjectKey]) -> DeleteReport {
+        self.inner.purge_versions(keys).await
+    }
+
+    async fn still_stored(&self, keys: &[ObjectKey]) -> Result<Vec<ObjectKey>, StoreError> {
+        self.inner.still_stored(keys).await
+    }
 }
 
 #[cfg(test)]

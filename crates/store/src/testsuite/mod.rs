@@ -87,6 +87,9 @@ pub async fn run_object_store_suite(
     bad_prefixes_are_refused(store)
         .await
         .context("bad prefixes are refused")?;
+    still_stored_proves_deletion(store)
+        .await
+        .context("still_stored proves deletion")?;
     Ok(())
 }
 
@@ -261,6 +264,43 @@ pub async fn delete_is_idempotent(store: &dyn ObjectStore) -> anyhow::Result<()>
     store.delete(&k).await.context("second delete")?;
     let left = list_all(store, "suite/delete/").await.context("list")?;
     ensure!(left.is_empty(), "{} objects left", left.len());
+    Ok(())
+}
+
+/// `still_stored` names exactly the keys present (several under one prefix, answered by a
+/// listing on S3, and single ones, answered by `head`), and none once they are deleted.
+pub async fn still_stored_proves_deletion(store: &dyn ObjectStore) -> anyhow::Result<()> {
+    let mut present: Vec<ObjectKey> = (0..6)
+        .map(|i| key(&format!("suite/proof/inputs/acc-{}/job-{i}", i / 5)))
+        .collect::<anyhow::Result<_>>()?;
+    present.push(key("suite/proof/single")?);
+    for k in &present {
+        store
+            .put(k, body_from_bytes(&b"x"[..]))
+            .await
+            .context("put")?;
+    }
+    let mut asked = present.clone();
+    asked.push(key("suite/proof/inputs/acc-0/never")?);
+    asked.push(key("suite/proof/elsewhere/never")?);
+    let mut stored = store.still_stored(&asked).await.context("still_stored")?;
+    stored.sort();
+    let mut expected = present.clone();
+    expected.sort();
+    ensure!(stored == expected, "still_stored said {stored:?}");
+    let report = store.delete_many(&present).await;
+    ensure!(report.is_complete(), "failures: {:?}", report.failed);
+    let report = store.purge_versions(&present).await;
+    ensure!(
+        report.is_complete(),
+        "version failures: {:?}",
+        report.failed
+    );
+    let stored = store
+        .still_stored(&asked)
+        .await
+        .context("still_stored after delete")?;
+    ensure!(stored.is_empty(), "still stored after delete: {stored:?}");
     Ok(())
 }
 

@@ -47,7 +47,7 @@ pub async fn migrations_apply_twice(f: &Fixture) -> anyhow::Result<()> {
         .await
         .context("count applied migrations")?
         .try_get("n")?;
-    ensure!(applied == 1, "{applied} migrations recorded, expected 1");
+    ensure!(applied == 2, "{applied} migrations recorded, expected 2");
     for table in [
         "accounts",
         "jobs",
