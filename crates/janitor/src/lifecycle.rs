@@ -199,4 +199,23 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_committed_terraform_backstop_is_what_the_generator_writes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/terraform/aws/lifecycle.json");
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("lifecycle.json"))
+                .expect("json");
+        let config = clipfleet_config::Config::embedded(&Default::default()).expect("config");
+        let generated = serde_json::to_value(lifecycle_configuration(
+            &Policy::from_config(&config.retention),
+            "",
+        ))
+        .expect("json");
+        assert_eq!(
+            committed, generated,
+            "regenerate: clip-janitor lifecycle > deploy/terraform/aws/lifecycle.json"
+        );
+    }
 }

@@ -60,7 +60,7 @@ resource "aws_s3_bucket_versioning" "media" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "media" {
-  # checkov:skip=CKV_AWS_300: the rules come from lifecycle.json through dynamic blocks, which checkov does not expand; its whole-bucket rule aborts incomplete uploads after 1 day, and scripts/check-deploy checks that file's rules directly
+  # checkov:skip=CKV_AWS_300: the rules come from lifecycle.json through dynamic blocks, which checkov does not expand; each media prefix's rule aborts incomplete uploads after 1 day, and scripts/check-deploy checks that file's rules directly
   bucket = aws_s3_bucket.media.id
 
   dynamic "rule" {
