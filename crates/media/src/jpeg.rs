@@ -44,7 +44,8 @@ pub(crate) fn end_of_image(bytes: &[u8]) -> Option<usize> {
 /// zero (`FF 00`) nor a restart (`FF D0`..`FF D7`), or `None` if the bytes end first.
 fn skip_entropy_coded(bytes: &[u8], mut at: usize) -> Option<usize> {
     loop {
-        let next = at + bytes.get(at..)?.iter().position(|&b| b == 0xFF)?;
+        // memchr scans with SIMD: this walk runs over every uploaded JPEG in ingest.
+        let next = at + memchr::memchr(0xFF, bytes.get(at..)?)?;
         match *bytes.get(next + 1)? {
             0x00 | 0xD0..=0xD7 | 0xFF => at = next + 1,
             _ => return Some(next),
