@@ -244,9 +244,25 @@ async fn bad_requests_get_their_codes_and_leave_nothing() -> anyhow::Result<()> 
     ));
 
     for (name, request, status, code) in cases {
-        let response = request.send().await;
-        let response = match response {
+        let response = match request.send().await {
             Ok(response) => response,
+            // The server answers 413 and closes while the client is still sending the rest:
+            // a client without `Expect: 100-continue` may see the closed connection before the
+            // answer. The server's own count of refusals says what it answered.
+            Err(err) if name == "over-size upload" => {
+                let metrics = fleet
+                    .http
+                    .get(fleet.url("/metrics"))
+                    .send()
+                    .await?
+                    .text()
+                    .await?;
+                assert!(
+                    metrics.contains("ingest_submissions_refused_total{code=\"too_large\"} 3"),
+                    "{name}: no answer ({err}) and no too_large refusal counted:\n{metrics}"
+                );
+                continue;
+            }
             Err(err) => panic!("{name}: no answer: {err}"),
         };
         let got = error_code(response).await?;
