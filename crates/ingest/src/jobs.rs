@@ -95,8 +95,7 @@ pub(crate) async fn video(
         }
         _ => return Err(ApiError::not_found(format!("job {} has no video", job.id))),
     };
-    let key = ObjectKey::new(key.clone())
-        .map_err(|err| ApiError::internal("the job's video key", err))?;
+    let key = stored_key(key)?;
     caller
         .record(&state, Some(&job.account_id), "job.video")
         .await;
@@ -159,6 +158,11 @@ pub(crate) async fn video(
     Ok(response)
 }
 
+/// A key the ledger recorded; one that does not parse is a bug, not the caller's fault.
+fn stored_key(key: &str) -> Result<ObjectKey, ApiError> {
+    ObjectKey::new(key.to_owned()).map_err(|err| ApiError::internal("the job's video key", err))
+}
+
 fn insert(response: &mut Response, name: header::HeaderName, value: String) {
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(name, value);
@@ -188,8 +192,7 @@ pub(crate) async fn delete(
         JobStatus::Running => return Err(running(&job)),
         JobStatus::Succeeded if job.output_deleted_at.is_none() => {
             if let Some(key) = &job.output_key {
-                let key = ObjectKey::new(key.clone())
-                    .map_err(|err| ApiError::internal("the job's video key", err))?;
+                let key = stored_key(key)?;
                 delete_verified(&state, &job, &key, DeletionReason::DeleteRequest).await?;
             }
             ledger.mark_output_deleted(job.id).await?

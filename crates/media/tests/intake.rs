@@ -4,6 +4,7 @@
 use clipfleet_media::{
     FitMode, ImageFormat, Limits, MediaErrorKind, RgbImage, decode, fit, probe, sniff,
 };
+use clipfleet_testkit::png_claiming;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::codecs::webp::WebPEncoder;
@@ -213,44 +214,9 @@ fn a_truncated_png_is_a_bad_image() {
     assert_eq!(err.kind, MediaErrorKind::BadImage, "{err}");
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A PNG signature and a valid IHDR claiming `width`×`height` RGB, then a tiny IDAT: the bytes
-/// of a decompression bomb's header.
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(b"IEND", &[]);
-    out
-}
-
 #[test]
 fn a_png_claiming_100000_squared_pixels_is_refused_from_its_header() {
-    let bomb = png_header(100_000, 100_000);
+    let bomb = png_claiming(100_000, 100_000);
     assert_eq!(
         probe(&bomb, &limits()).unwrap_err().kind,
         MediaErrorKind::TooLarge
@@ -260,15 +226,15 @@ fn a_png_claiming_100000_squared_pixels_is_refused_from_its_header() {
         MediaErrorKind::TooLarge
     );
     // Within the side limit but over the pixel limit.
-    let wide = png_header(16_000, 16_000);
+    let wide = png_claiming(16_000, 16_000);
     assert_eq!(
         probe(&wide, &limits()).unwrap_err().kind,
         MediaErrorKind::TooLarge
     );
     // A small claim passes the header check (and then fails to decode its empty data).
-    assert_eq!(probe(&png_header(8, 8), &limits()).unwrap().width, 8);
+    assert_eq!(probe(&png_claiming(8, 8), &limits()).unwrap().width, 8);
     assert_eq!(
-        decode(&png_header(8, 8), &limits()).unwrap_err().kind,
+        decode(&png_claiming(8, 8), &limits()).unwrap_err().kind,
         MediaErrorKind::BadImage
     );
 }

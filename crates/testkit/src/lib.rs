@@ -6,9 +6,11 @@
 //! and SQS emulator); tests never start or stop shared services. A test that must stop its
 //! broker starts a [`PrivateRabbit`] of its own.
 
+mod images;
 mod pg;
 mod rabbit;
 
+pub use images::png_claiming;
 pub use pg::PgSchema;
 pub use rabbit::PrivateRabbit;
 

@@ -10,44 +10,9 @@ use futures_util::{StreamExt, stream};
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
 
+use clipfleet_testkit::png_claiming;
+
 use crate::fleet::{Fleet, error_code, jpeg, png};
-
-/// A decompression bomb's shape: a PNG header claiming `width`×`height` pixels in front of a
-/// few bytes of compressed data (which, inflated, would be gigabytes).
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    let mut ihdr = Vec::new();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (b"IHDR", ihdr),
-        (b"IDAT", vec![0x78, 0x9c, 0xed, 0xc1, 0x01, 0x0d, 0x00]),
-        (b"IEND", Vec::new()),
-    ] {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut chunk = kind.to_vec();
-        chunk.extend(&data);
-        out.extend(&chunk);
-        out.extend(crc32(&chunk).to_be_bytes());
-    }
-    out
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_their_codes_and_leave_nothing() -> anyhow::Result<()> {
@@ -148,7 +113,7 @@ async fn bad_requests_get_their_codes_and_leave_nothing() -> anyhow::Result<()> 
         ),
         (
             "png decompression bomb header",
-            post().multipart(form(params("ok"), png_header(60_000, 60_000))),
+            post().multipart(form(params("ok"), png_claiming(60_000, 60_000))),
             413,
             "too_large",
         ),
@@ -250,13 +215,7 @@ async fn bad_requests_get_their_codes_and_leave_nothing() -> anyhow::Result<()> 
             // a client without `Expect: 100-continue` may see the closed connection before the
             // answer. The server's own count of refusals says what it answered.
             Err(err) if name == "over-size upload" => {
-                let metrics = fleet
-                    .http
-                    .get(fleet.url("/metrics"))
-                    .send()
-                    .await?
-                    .text()
-                    .await?;
+                let metrics = fleet.metrics().await?;
                 assert!(
                     metrics.contains("ingest_submissions_refused_total{code=\"too_large\"} 3"),
                     "{name}: no answer ({err}) and no too_large refusal counted:\n{metrics}"

@@ -168,6 +168,17 @@ impl Fleet {
         Ok(request.send().await?)
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// Every photo in the store.
     pub async fn inputs(&self) -> anyhow::Result<Vec<String>> {
         Ok(list_all(&*self.store, "inputs/")

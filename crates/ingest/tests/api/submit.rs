@@ -237,13 +237,7 @@ async fn health_and_metrics_endpoints_answer() -> anyhow::Result<()> {
     fleet
         .submit("acct-1", b"not an image".to_vec(), json!({}), None)
         .await?;
-    let metrics = fleet
-        .http
-        .get(fleet.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = fleet.metrics().await?;
     assert!(
         metrics.contains("ingest_jobs_accepted_total{pool=\"default\"} 1"),
         "{metrics}"
