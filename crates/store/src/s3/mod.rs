@@ -172,32 +172,43 @@ impl S3ObjectStore {
     }
 
     async fn delete_batch(&self, batch: &[ObjectKey], report: &mut DeleteReport) {
-        let identifiers: Result<Vec<_>, _> = batch
+        let identifiers = batch
             .iter()
             .map(|key| ObjectIdentifier::builder().key(self.full_key(key)).build())
             .collect();
+        self.send_delete("delete objects", identifiers, batch, report)
+            .await;
+    }
+
+    /// Sends one `DeleteObjects` for `identifiers` (objects, or versions, of `keys`) with the
+    /// retry policy, and records in `report` every key S3 could not delete; one already gone
+    /// counts as deleted.
+    pub(super) async fn send_delete(
+        &self,
+        what: &'static str,
+        identifiers: Result<Vec<ObjectIdentifier>, aws_sdk_s3::error::BuildError>,
+        keys: &[ObjectKey],
+        report: &mut DeleteReport,
+    ) {
         let delete = identifiers
             .and_then(|ids| Delete::builder().set_objects(Some(ids)).quiet(true).build());
         let delete = match delete {
             Ok(delete) => delete,
             Err(err) => {
-                return fail_all(
-                    batch,
-                    &StoreError::internal("build delete request").with_source(err),
-                    report,
-                );
+                let err = StoreError::internal(format!("build {what} request")).with_source(err);
+                return fail_all(keys, &err, report);
             }
         };
         let sent = self
             .retry
-            .run("delete objects", || async {
+            .run(what, || async {
                 self.client
                     .delete_objects()
                     .bucket(self.bucket())
                     .delete(delete.clone())
                     .send()
                     .await
-                    .map_err(|err| from_sdk("delete objects", err))
+                    .map_err(|err| from_sdk(what, err))
             })
             .await;
         match sent {
@@ -225,7 +236,7 @@ impl S3ObjectStore {
                     });
                 }
             }
-            Err(err) => fail_all(batch, &err, report),
+            Err(err) => fail_all(keys, &err, report),
         }
     }
 }

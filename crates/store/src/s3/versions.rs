@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_s3::types::{BucketVersioningStatus, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{BucketVersioningStatus, ObjectIdentifier};
 use futures_util::{StreamExt, stream};
 
-use super::errors::{classify, from_sdk};
+use super::errors::from_sdk;
 use super::{DELETE_BATCH, S3ObjectStore, fail_all};
-use crate::api::{DeleteFailure, DeleteReport, MAX_LIST_PAGE};
+use crate::api::{DeleteReport, MAX_LIST_PAGE};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::key::ObjectKey;
 
@@ -236,52 +236,8 @@ impl S3ObjectStore {
                     .build()
             })
             .collect();
-        let delete = identifiers
-            .and_then(|ids| Delete::builder().set_objects(Some(ids)).quiet(true).build());
-        let delete = match delete {
-            Ok(delete) => delete,
-            Err(err) => {
-                let err = StoreError::internal("build delete versions request").with_source(err);
-                return fail_all(&keys, &err, report);
-            }
-        };
-        let sent = self
-            .retry
-            .run("delete object versions", || async {
-                self.client
-                    .delete_objects()
-                    .bucket(self.bucket())
-                    .delete(delete.clone())
-                    .send()
-                    .await
-                    .map_err(|err| from_sdk("delete object versions", err))
-            })
+        self.send_delete("delete object versions", identifiers, &keys, report)
             .await;
-        match sent {
-            Ok(output) => {
-                for error in output.errors() {
-                    let kind = classify(error.code(), None);
-                    let key = error
-                        .key()
-                        .and_then(|full| full.strip_prefix(self.location.prefix.as_str()))
-                        .and_then(|key| ObjectKey::new(key).ok());
-                    if let Some(key) = key
-                        && kind != StoreErrorKind::NotFound
-                    {
-                        report.failed.push(DeleteFailure {
-                            key,
-                            kind,
-                            message: format!(
-                                "{}: {}",
-                                error.code().unwrap_or("error"),
-                                error.message().unwrap_or("no message")
-                            ),
-                        });
-                    }
-                }
-            }
-            Err(err) => fail_all(&keys, &err, report),
-        }
     }
 }
 
