@@ -89,4 +89,21 @@ pub trait BrokerAdmin: Send + Sync {
 
     /// Drops every ready message of a queue; returns how many.
     async fn purge(&self, queue: &QueueRef) -> BrokerResult<u64>;
+
+    /// Moves up to `max` ready messages from `from` to `to` (a pool's jobs or dead-letter
+    /// queue), keeping body and headers; returns how many moved (0: `from` is empty). Between
+    /// jobs queues a message keeps its priority class; a dead-letter queue has no classes, so
+    /// what leaves one joins the free class (`dlq replay` reads the class from the job
+    /// instead). A message moved out of a dead-letter queue starts afresh: its dead-letter
+    /// reason and delivery count are dropped.
+    ///
+    /// One call is one batch, settled as a unit where the backend can: a mover that dies
+    /// mid-batch leaves every message of the batch where it was (RabbitMQ: an AMQP transaction
+    /// over the publishes and the acks; memory: one lock). SQS has no such unit and refuses.
+    async fn move_messages(
+        &self,
+        from: &QueueRef,
+        to: &QueueRef,
+        max: usize,
+    ) -> BrokerResult<usize>;
 }

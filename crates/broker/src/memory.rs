@@ -472,6 +472,7 @@ impl Broker for InMemoryBroker {
             ready: ready as u64,
             in_flight: Some(in_flight as u64),
             delayed: Some(delayed as u64),
+            consumers: None,
         })
     }
 
@@ -522,5 +523,60 @@ impl BrokerAdmin for InMemoryBroker {
             }
         }
         Ok(purged)
+    }
+
+    async fn move_messages(
+        &self,
+        from: &QueueRef,
+        to: &QueueRef,
+        max: usize,
+    ) -> BrokerResult<usize> {
+        let target = |priority: Priority| match to {
+            QueueRef::Jobs(pool) => Ok(Slot::Jobs(pool.clone(), priority)),
+            QueueRef::Dead(pool) => Ok(Slot::Dead(pool.clone())),
+            other => Err(BrokerError::new(
+                BrokerErrorKind::InvalidInput,
+                format!("messages move between jobs and dead-letter queues, not to {other}"),
+            )),
+        };
+        let mut state = self.lock();
+        for priority in [Priority::Paid, Priority::Free] {
+            let slot = target(priority)?;
+            if !state.slot_exists(&slot) {
+                return Err(not_found(format!("{to}: no such queue")));
+            }
+        }
+        let from_dead = matches!(from, QueueRef::Dead(_));
+        let mut moved = 0;
+        for source in slots_of(from) {
+            if !state.slot_exists(&source) {
+                return Err(not_found(format!("{from}: no such queue")));
+            }
+            let priority = match &source {
+                Slot::Jobs(_, priority) => *priority,
+                _ => Priority::Free,
+            };
+            while moved < max {
+                let Some(mut stored) = state.ready.get_mut(&source).and_then(VecDeque::pop_front)
+                else {
+                    break;
+                };
+                if from_dead {
+                    stored.headers.remove(DEAD_REASON_HEADER);
+                    stored.deliveries = 0;
+                }
+                state
+                    .ready
+                    .entry(target(priority)?)
+                    .or_default()
+                    .push_back(stored);
+                moved += 1;
+            }
+        }
+        drop(state);
+        if moved > 0 {
+            self.inner.ready.notify_waiters();
+        }
+        Ok(moved)
     }
 }

@@ -201,6 +201,8 @@ pub struct QueueDepth {
     pub in_flight: Option<u64>,
     /// Waiting out a retry delay, where the backend can tell.
     pub delayed: Option<u64>,
+    /// Consumers attached, where the backend can tell (RabbitMQ; SQS has no such notion).
+    pub consumers: Option<u64>,
 }
 
 /// Options for [`crate::Broker::receive`].

@@ -55,10 +55,19 @@ pub enum ControlCommand {
         device: String,
         /// Model name and version it serves (`motion@1`).
         model: String,
+        /// It has stopped taking jobs (drain or pause) and finishes what it holds. Absent
+        /// (false) from writers that predate it.
+        #[serde(default, skip_serializing_if = "is_false")]
+        draining: bool,
     },
     /// A kind written by a newer version; readers ignore it.
     #[serde(other)]
     Unknown,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// The message on the control exchange.

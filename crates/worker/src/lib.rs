@@ -13,11 +13,13 @@
 //! - `job`: one job from delivery to ack, and the classification of its failures.
 //! - `events`: job events batched across jobs, each job waiting for its confirm.
 //! - `submit`: [`job_for_photo`] and [`submit`], a photo handed to the fleet as ingest does.
+//! - `setup`: [`load_engine`], [`default_encoder`], [`device_label`]: what a process sets up.
 //! - `run` (this file): [`WorkerConfig`], [`run`], heartbeats, drain.
 
 mod events;
 mod job;
 mod metrics;
+mod setup;
 mod submit;
 
 use std::collections::HashMap;
@@ -33,12 +35,13 @@ use clipfleet_proto::{
     encode,
 };
 use clipfleet_store::ObjectStore;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 pub use job::Outcome;
 pub use metrics::{WorkerReadiness, WorkerTelemetry};
+pub use setup::{DEFAULT_MANIFEST, default_encoder, device_label, load_engine};
 pub use submit::{job_for_photo, submit};
 
 use crate::events::EventSink;
@@ -162,12 +165,17 @@ pub async fn run_observed(
             .collect(),
         config: config.clone(),
     });
-    let draining = telemetry.draining_flag();
-    let busy = Arc::new(AtomicU32::new(0));
+    let steer = Arc::new(Steering {
+        draining: telemetry.draining_flag(),
+        paused: AtomicBool::new(false),
+        shutting_down: AtomicBool::new(false),
+        changed: Notify::new(),
+        busy: AtomicU32::new(0),
+    });
     let mut side_tasks = JoinSet::new();
     if let Some(bus) = shared.broker.control_bus() {
         bus.subscribe_control(&config.worker_id).await?;
-        side_tasks.spawn(control_loop(shared.clone(), draining.clone(), busy.clone()));
+        side_tasks.spawn(control_loop(shared.clone(), steer.clone()));
     }
     let slots = Arc::new(Semaphore::new(config.slots.max(1)));
     let queue = QueueRef::Jobs(config.pool.clone());
@@ -185,69 +193,134 @@ pub async fn run_observed(
         }
     });
     info!(worker = %config.worker_id, pool = %config.pool, slots = config.slots, "worker started");
-    while !draining.load(Ordering::SeqCst) {
-        while let Some(done) = jobs.try_join_next() {
-            tally(&mut report, done);
+    'serving: loop {
+        while !steer.draining.load(Ordering::SeqCst) {
+            while let Some(done) = jobs.try_join_next() {
+                tally(&mut report, done);
+            }
+            let free = slots.available_permits();
+            if free == 0 || steer.paused.load(Ordering::SeqCst) {
+                // Full, or paused by an operator: wait for a job to end or a command.
+                let changed = steer.changed.notified();
+                tokio::select! {
+                    () = &mut shutdown => { steer.shut_down(); break }
+                    Some(done) = jobs.join_next() => tally(&mut report, done),
+                    () = changed => {}
+                    // A command that landed before `changed` was armed is seen on the next turn.
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            let received = tokio::select! {
+                () = &mut shutdown => { steer.shut_down(); break }
+                () = steer.changed.notified() => continue,
+                received = receive_decoded::<GenerateJob>(shared.broker.as_ref(), &queue, Receive::new(free, config.lease, Duration::from_millis(500))) => received,
+            };
+            match received {
+                Ok(batch) => {
+                    for (delivery, job) in batch {
+                        let permit = slots
+                            .clone()
+                            .try_acquire_owned()
+                            .expect("asked for no more than the free slots");
+                        let (shared, steer) = (shared.clone(), steer.clone());
+                        steer.busy.fetch_add(1, Ordering::SeqCst);
+                        shared.telemetry.job_started();
+                        jobs.spawn(async move {
+                            let outcome = job::process(shared.clone(), delivery, job).await;
+                            shared.telemetry.job_settled(Some(&outcome));
+                            steer.busy.fetch_sub(1, Ordering::SeqCst);
+                            drop(permit);
+                            outcome
+                        });
+                    }
+                }
+                Err(err) => {
+                    warn!(error = %err, "receive failed; backing off");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
         }
-        let free = slots.available_permits();
-        if free == 0 {
+        steer.draining.store(true, Ordering::SeqCst);
+        info!(worker = %config.worker_id, in_flight = jobs.len(), "draining");
+        let deadline = tokio::time::Instant::now() + config.drain_grace;
+        while !jobs.is_empty() {
+            let changed = steer.changed.notified();
+            if !steer.draining.load(Ordering::SeqCst) {
+                info!(worker = %config.worker_id, "drain cancelled");
+                continue 'serving;
+            }
             tokio::select! {
-                () = &mut shutdown => break,
-                Some(done) = jobs.join_next() => tally(&mut report, done),
-            }
-            continue;
-        }
-        let received = tokio::select! {
-            () = &mut shutdown => break,
-            received = receive_decoded::<GenerateJob>(shared.broker.as_ref(), &queue, Receive::new(free, config.lease, Duration::from_millis(500))) => received,
-        };
-        match received {
-            Ok(batch) => {
-                for (delivery, job) in batch {
-                    let permit = slots
-                        .clone()
-                        .try_acquire_owned()
-                        .expect("asked for no more than the free slots");
-                    let (shared, busy) = (shared.clone(), busy.clone());
-                    busy.fetch_add(1, Ordering::SeqCst);
-                    shared.telemetry.job_started();
-                    jobs.spawn(async move {
-                        let outcome = job::process(shared.clone(), delivery, job).await;
-                        shared.telemetry.job_settled(Some(&outcome));
-                        busy.fetch_sub(1, Ordering::SeqCst);
-                        drop(permit);
-                        outcome
-                    });
-                }
-            }
-            Err(err) => {
-                warn!(error = %err, "receive failed; backing off");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                done = tokio::time::timeout_at(deadline, jobs.join_next()) => match done {
+                    Ok(Some(done)) => tally(&mut report, done),
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Past the grace period: their leases lapse and the broker redelivers them.
+                        report.abandoned += jobs.len() as u64;
+                        for _ in 0..jobs.len() {
+                            telemetry.job_settled(None);
+                        }
+                        jobs.abort_all();
+                        break;
+                    }
+                },
+                () = &mut shutdown, if !steer.shutting_down.load(Ordering::SeqCst) => steer.shut_down(),
+                () = changed => {}
             }
         }
-    }
-    draining.store(true, Ordering::SeqCst);
-    info!(worker = %config.worker_id, in_flight = jobs.len(), "draining");
-    let deadline = tokio::time::Instant::now() + config.drain_grace;
-    while !jobs.is_empty() {
-        match tokio::time::timeout_at(deadline, jobs.join_next()).await {
-            Ok(Some(done)) => tally(&mut report, done),
-            Ok(None) => break,
-            Err(_) => {
-                // Past the grace period: their leases lapse and the broker redelivers them.
-                report.abandoned += jobs.len() as u64;
-                for _ in 0..jobs.len() {
-                    telemetry.job_settled(None);
-                }
-                jobs.abort_all();
-                break;
-            }
-        }
+        break;
     }
     side_tasks.abort_all();
+    steer.busy.store(0, Ordering::SeqCst);
+    if shared.broker.control_bus().is_some() {
+        // The last word: nothing held, not taking jobs (`clipctl drain --wait` ends on it).
+        publish_heartbeat(&shared, &steer).await;
+    }
     telemetry.sync_engine(&shared.engine);
     info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
+}
+
+/// How operators steer a running worker.
+struct Steering {
+    /// Stop taking jobs, finish what runs, return (shared with `/readyz`).
+    draining: Arc<AtomicBool>,
+    /// Stop taking jobs but stay up.
+    paused: AtomicBool,
+    /// The process is stopping (SIGTERM): a `resume` no longer undoes the drain.
+    shutting_down: AtomicBool,
+    /// Woken on every change above.
+    changed: Notify,
+    /// Jobs held right now (heartbeats).
+    busy: AtomicU32,
+}
+
+impl Steering {
+    fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.draining.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Applies a steering command addressed to this worker.
+    fn apply(&self, command: &ControlCommand) {
+        match command {
+            ControlCommand::Drain { .. } => self.draining.store(true, Ordering::SeqCst),
+            ControlCommand::Pause { .. } => self.paused.store(true, Ordering::SeqCst),
+            ControlCommand::Resume { .. } => {
+                self.paused.store(false, Ordering::SeqCst);
+                if !self.shutting_down.load(Ordering::SeqCst) {
+                    self.draining.store(false, Ordering::SeqCst);
+                }
+            }
+            _ => return,
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn not_taking_jobs(&self) -> bool {
+        self.draining.load(Ordering::SeqCst) || self.paused.load(Ordering::SeqCst)
+    }
 }
 
 fn tally(report: &mut WorkerReport, done: Result<Outcome, tokio::task::JoinError>) {
@@ -260,47 +333,67 @@ fn tally(report: &mut WorkerReport, done: Result<Outcome, tokio::task::JoinError
     }
 }
 
-/// Heartbeats out, steering in: announces the worker every `heartbeat_every` and starts the
-/// drain when a `drain` names it (or its pool, or everyone).
-async fn control_loop(shared: Arc<Shared>, draining: Arc<AtomicBool>, busy: Arc<AtomicU32>) {
+/// Heartbeats out, steering in: announces the worker every `heartbeat_every` and applies
+/// `drain`, `pause` and `resume` when they name it (or its pool, or everyone).
+async fn control_loop(shared: Arc<Shared>, steer: Arc<Steering>) {
     let config = &shared.config;
     let queue = QueueRef::Control(config.worker_id.clone());
     let mut beat = tokio::time::interval(config.heartbeat_every);
     loop {
         tokio::select! {
-            _ = beat.tick() => {
-                let heartbeat = Control {
-                    v: SCHEMA_VERSION,
-                    at: Timestamp::from_system_time(SystemTime::now()),
-                    command: ControlCommand::Heartbeat {
-                        worker: config.worker_id.clone(),
-                        pool: config.pool.clone(),
-                        busy: busy.load(Ordering::SeqCst),
-                        slots: u32::try_from(config.slots).unwrap_or(u32::MAX),
-                        device: config.device_label.clone(),
-                        model: shared.models.values().map(|m| m.key()).collect::<Vec<_>>().join(","),
-                    },
-                };
-                if let Ok(body) = encode(&heartbeat)
-                    && let Err(err) = shared.broker.publish(&Topic::Control, Outgoing::new(body)).await
-                {
-                    warn!(error = %err, "heartbeat not sent");
-                }
-            }
+            _ = beat.tick() => publish_heartbeat(&shared, &steer).await,
             received = shared.broker.receive(&queue, Receive::new(16, Duration::from_secs(30), Duration::from_secs(1))) => {
                 let Ok(deliveries) = received else { continue };
                 for delivery in &deliveries {
-                    if let Ok(Control { command: ControlCommand::Drain { pool, worker }, .. }) = decode::<Control>(&delivery.body)
-                        && pool.as_ref().is_none_or(|p| *p == config.pool)
+                    let Ok(Control { command, .. }) = decode::<Control>(&delivery.body) else { continue };
+                    let (pool, worker) = match &command {
+                        ControlCommand::Drain { pool, worker }
+                        | ControlCommand::Pause { pool, worker }
+                        | ControlCommand::Resume { pool, worker } => (pool, worker),
+                        _ => continue,
+                    };
+                    if pool.as_ref().is_none_or(|p| *p == config.pool)
                         && worker.as_ref().is_none_or(|w| *w == config.worker_id)
                     {
-                        info!(worker = %config.worker_id, "drain requested");
-                        draining.store(true, Ordering::SeqCst);
+                        info!(worker = %config.worker_id, ?command, "steering command");
+                        steer.apply(&command);
+                        // Answer at once, so whoever steers sees the change.
+                        publish_heartbeat(&shared, &steer).await;
                     }
                 }
                 let leases: Vec<_> = deliveries.iter().map(|d| d.lease.clone()).collect();
                 let _ = shared.broker.ack(&leases).await;
             }
         }
+    }
+}
+
+async fn publish_heartbeat(shared: &Shared, steer: &Steering) {
+    let config = &shared.config;
+    let heartbeat = Control {
+        v: SCHEMA_VERSION,
+        at: Timestamp::from_system_time(SystemTime::now()),
+        command: ControlCommand::Heartbeat {
+            worker: config.worker_id.clone(),
+            pool: config.pool.clone(),
+            busy: steer.busy.load(Ordering::SeqCst),
+            slots: u32::try_from(config.slots).unwrap_or(u32::MAX),
+            device: config.device_label.clone(),
+            model: shared
+                .models
+                .values()
+                .map(|m| m.key())
+                .collect::<Vec<_>>()
+                .join(","),
+            draining: steer.not_taking_jobs(),
+        },
+    };
+    if let Ok(body) = encode(&heartbeat)
+        && let Err(err) = shared
+            .broker
+            .publish(&Topic::Control, Outgoing::new(body))
+            .await
+    {
+        warn!(error = %err, "heartbeat not sent");
     }
 }

@@ -21,8 +21,7 @@ use clipfleet_broker::{
     Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
 };
 use clipfleet_config::Config;
-use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry};
-use clipfleet_media::{FfmpegEncoder, Limits, Openh264Encoder, VideoEncoder, probe};
+use clipfleet_media::{Limits, probe};
 use clipfleet_proto::{
     AccountId, EventBatch, EventKind, Motion, PoolName, Timestamp, WorkerId, decode,
 };
@@ -31,11 +30,9 @@ use clipfleet_store::{
     open_sealed, read_to_end,
 };
 use clipfleet_worker::{
-    WorkerConfig, WorkerDeps, WorkerReadiness, WorkerTelemetry, job_for_photo, run, run_observed,
-    submit,
+    DEFAULT_MANIFEST, WorkerConfig, WorkerDeps, WorkerReadiness, WorkerTelemetry, default_encoder,
+    device_label, job_for_photo, load_engine, run, run_observed, submit,
 };
-
-const DEFAULT_MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/manifest.toml");
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -57,27 +54,6 @@ fn positional(args: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-fn load_models(manifest: &str) -> anyhow::Result<(Engine, Vec<clipfleet_infer::ModelSpec>)> {
-    let registry = ModelRegistry::load(&PathBuf::from(manifest), Device::cuda_if_available())
-        .context("load models")?;
-    let models = registry.models().map(|m| m.spec.clone()).collect();
-    Ok((Engine::start(registry, EngineConfig::default())?, models))
-}
-
-fn encoder() -> Arc<dyn VideoEncoder> {
-    match FfmpegEncoder::detect() {
-        Ok(ffmpeg) => Arc::new(ffmpeg),
-        Err(_) => Arc::new(Openh264Encoder),
-    }
-}
-
-fn device_label() -> String {
-    match Device::cuda_if_available() {
-        Device::Cuda(index) => format!("cuda:{index}"),
-        _ => "cpu".into(),
-    }
 }
 
 #[tokio::main]
@@ -124,8 +100,9 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
     let store = open_sealed(config.store.expose(), &config.keyring)
         .await
         .context("store")?;
-    let (engine, models) =
-        load_models(&flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()))?;
+    let (engine, models) = load_engine(&PathBuf::from(
+        flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()),
+    ))?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
     let worker_id = WorkerId::new(
         flag(args, "--worker-id").unwrap_or_else(|| format!("{host}.{}", std::process::id())),
@@ -140,7 +117,7 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
         store,
         engine,
         models,
-        encoder: encoder(),
+        encoder: default_encoder(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let telemetry = WorkerTelemetry::register(&mut registry);
@@ -201,8 +178,9 @@ async fn embedded(args: &[String]) -> anyhow::Result<()> {
         Arc::new(InMemoryObjectStore::new()),
         Arc::new(LocalKeyring::ephemeral()?),
     ));
-    let (engine, models) =
-        load_models(&flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()))?;
+    let (engine, models) = load_engine(&PathBuf::from(
+        flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()),
+    ))?;
     let spec = models
         .iter()
         .find(|m| m.name == "motion")
@@ -227,7 +205,7 @@ async fn embedded(args: &[String]) -> anyhow::Result<()> {
         store: store.clone(),
         engine,
         models,
-        encoder: encoder(),
+        encoder: default_encoder(),
     };
     let encoder_name = deps.encoder.name();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

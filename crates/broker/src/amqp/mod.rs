@@ -9,6 +9,7 @@
 
 mod consumer;
 mod headers;
+mod mover;
 mod names;
 mod session;
 mod topology;
@@ -426,7 +427,7 @@ impl Broker for AmqpBroker {
 
     async fn depth(&self, queue: &QueueRef) -> BrokerResult<QueueDepth> {
         let channel = self.channel().await?;
-        let mut ready = 0u64;
+        let (mut ready, mut consumers) = (0u64, 0u64);
         let mut result = Ok(());
         for (name, _) in self.inner.names.queues_of(queue) {
             let options = QueueDeclareOptions {
@@ -437,7 +438,11 @@ impl Broker for AmqpBroker {
                 .queue_declare(name.as_str().into(), options, FieldTable::default())
                 .await
             {
-                Ok(declared) => ready += u64::from(declared.message_count()),
+                Ok(declared) => {
+                    ready += u64::from(declared.message_count());
+                    // A consumer of a pool reads its paid and its free queue: count it once.
+                    consumers = consumers.max(u64::from(declared.consumer_count()));
+                }
                 Err(err) => {
                     result = Err(amqp_error(&format!("depth of {name}"), &err));
                     break;
@@ -449,6 +454,7 @@ impl Broker for AmqpBroker {
             ready,
             in_flight: None,
             delayed: None,
+            consumers: Some(consumers),
         })
     }
 
@@ -521,5 +527,18 @@ impl BrokerAdmin for AmqpBroker {
         }
         let _ = channel.close(200, "purged".into()).await;
         result.map(|()| purged)
+    }
+
+    async fn move_messages(
+        &self,
+        from: &QueueRef,
+        to: &QueueRef,
+        max: usize,
+    ) -> BrokerResult<usize> {
+        let channel = self.channel().await?;
+        let moved = mover::move_batch(&channel, &self.inner.names, from, to, max).await;
+        // Closing rolls back whatever was not committed: fetched messages return to `from`.
+        let _ = channel.close(200, "moved".into()).await;
+        moved
     }
 }

@@ -314,6 +314,7 @@ impl Broker for SqsBroker {
             ready: 0,
             in_flight: Some(0),
             delayed: Some(0),
+            consumers: None,
         };
         for (name, _) in self.inner.names.queues_of(queue)? {
             let url = self.url(&name).await?;
@@ -399,5 +400,20 @@ impl BrokerAdmin for SqsBroker {
                 .map_err(|err| sqs_error(&format!("purge {name}"), err))?;
         }
         Ok(before)
+    }
+
+    async fn move_messages(
+        &self,
+        _from: &QueueRef,
+        _to: &QueueRef,
+        _max: usize,
+    ) -> BrokerResult<usize> {
+        // A send and a delete are two calls with no unit around them: a mover killed between
+        // them would leave a copy in both queues. SQS's own redrive (StartMessageMoveTask) is
+        // the tool there.
+        Err(BrokerError::new(
+            BrokerErrorKind::Unsupported,
+            "queue move on SQS: use the SQS console's dead-letter redrive (StartMessageMoveTask)",
+        ))
     }
 }

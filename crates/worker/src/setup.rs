@@ -1,0 +1,38 @@
+//! What a worker process sets up before [`crate::run`]: its models on the engine, its encoder,
+//! and the device label its heartbeats carry. Shared by `clip-worker` and the embedded fleet.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
+use clipfleet_media::{FfmpegEncoder, Openh264Encoder, VideoEncoder};
+
+/// The repository's model manifest, where a process built from this checkout finds it.
+pub const DEFAULT_MANIFEST: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/manifest.toml");
+
+/// Loads every model of `manifest` (sha256 checked) onto the best device, warms them up and
+/// starts the engine; returns it with the models' manifest entries.
+pub fn load_engine(manifest: &Path) -> anyhow::Result<(Engine, Vec<ModelSpec>)> {
+    let registry = ModelRegistry::load(manifest, Device::cuda_if_available())
+        .with_context(|| format!("load the models of {}", manifest.display()))?;
+    let models = registry.models().map(|m| m.spec.clone()).collect();
+    Ok((Engine::start(registry, EngineConfig::default())?, models))
+}
+
+/// ffmpeg/x264 where ffmpeg is installed, otherwise openh264 + muxide in-process.
+pub fn default_encoder() -> Arc<dyn VideoEncoder> {
+    match FfmpegEncoder::detect() {
+        Ok(ffmpeg) => Arc::new(ffmpeg),
+        Err(_) => Arc::new(Openh264Encoder),
+    }
+}
+
+/// Where inference runs (`cpu`, `cuda:0`), for heartbeats.
+pub fn device_label() -> String {
+    match Device::cuda_if_available() {
+        Device::Cuda(index) => format!("cuda:{index}"),
+        _ => "cpu".into(),
+    }
+}
