@@ -7,10 +7,12 @@
 //! broker starts a [`PrivateRabbit`] of its own.
 
 mod images;
+mod models;
 mod pg;
 mod rabbit;
 
 pub use images::png_claiming;
+pub use models::{repo_root, small_noop_manifest};
 pub use pg::PgSchema;
 pub use rabbit::PrivateRabbit;
 
