@@ -1,0 +1,220 @@
+//! `generate` (the main job: a photo becomes a video through the real ingest HTTP path) and
+//! `up` (the whole fleet in one process).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clipfleet_client::{Client, ClientError};
+use clipfleet_fleet::{DEV_TOKEN, Fleet, FleetOptions};
+use clipfleet_proto::{AccountId, JobId};
+use clipfleet_store::{ObjectKey, StoreErrorKind};
+use serde_json::json;
+
+use crate::cli::{GenerateArgs, UpArgs};
+use crate::ctx::Ctx;
+use crate::exit::{CtlResult, Exit, Failure};
+use crate::output::Report;
+use crate::progress;
+
+fn client_failure(err: ClientError) -> Failure {
+    let exit = match &err {
+        ClientError::Transport(_) => Exit::Unavailable,
+        ClientError::Api { status: 404, .. } => Exit::NotFound,
+        _ => Exit::Failed,
+    };
+    Failure::new(exit, err)
+}
+
+/// `generate PHOTO -o OUT`.
+pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
+    let started = Instant::now();
+    let photo = Bytes::from(
+        std::fs::read(&args.photo)
+            .with_context(|| format!("read {}", args.photo.display()))
+            .map_err(|err| Failure::new(Exit::NotFound, err))?,
+    );
+    let fleet = match &args.ingest {
+        Some(_) => None,
+        None => {
+            let spinner = progress::spinner(ctx, "starting the embedded fleet (loading models)");
+            let mut options = FleetOptions::embedded()?;
+            options.config = (*ctx.config).clone();
+            options.janitor_every = None;
+            let fleet = Fleet::start(options).await?;
+            spinner.finish_and_clear();
+            Some(fleet)
+        }
+    };
+    let result = run_job(ctx, args, fleet.as_ref(), photo, started).await;
+    if let Some(fleet) = fleet {
+        fleet.shutdown().await.context("stop the embedded fleet")?;
+    }
+    result
+}
+
+async fn run_job(
+    ctx: &Ctx,
+    args: &GenerateArgs,
+    fleet: Option<&Fleet>,
+    photo: Bytes,
+    started: Instant,
+) -> CtlResult<Report> {
+    let base = match (fleet, &args.ingest) {
+        (Some(fleet), _) => fleet.base_url().to_owned(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => unreachable!("generate runs a fleet or has --ingest"),
+    };
+    let token = args.token.clone().unwrap_or_else(|| DEV_TOKEN.to_owned());
+    let client = Client::new(&base, &token)
+        .map_err(client_failure)?
+        .with_device_id("clipctl");
+    client
+        .ensure_account(&args.account, "1990-01-01")
+        .await
+        .map_err(client_failure)?;
+    let accepted = client
+        .submit(&args.account, photo, json!({ "motion": args.motion }), None)
+        .await
+        .map_err(client_failure)?;
+    let bar = progress::bar(ctx, 100, "%");
+    bar.set_message("queued");
+    let status = client
+        .wait(
+            &accepted.job_id,
+            Duration::from_millis(100),
+            args.timeout,
+            |status| {
+                bar.set_message(status.status.clone());
+                if let Some(pct) = status.progress_pct {
+                    bar.set_position(u64::from(pct));
+                }
+            },
+        )
+        .await
+        .map_err(|err| match err {
+            ClientError::Protocol(message) => Failure::msg(Exit::Timeout, message),
+            other => client_failure(other),
+        })?;
+    bar.finish_and_clear();
+    if status.status != "succeeded" {
+        let code = status
+            .error_code()
+            .map_or_else(|| status.status.clone(), |c| c.as_str().to_owned());
+        return Err(Failure::msg(
+            Exit::Failed,
+            format!("job {} ended {}: {code}", status.job_id, status.status),
+        ));
+    }
+    let video = client
+        .video(&accepted.job_id)
+        .await
+        .map_err(client_failure)?;
+    std::fs::write(&args.out, &video).with_context(|| format!("write {}", args.out.display()))?;
+    // The photo goes right after the video is stored; the ledger hears of it by event.
+    let mut status = status;
+    let waited = Instant::now();
+    while status.input_deleted_at_ms.is_none() && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = client.job(&accepted.job_id).await.map_err(client_failure)?;
+    }
+    // In-process, look in the store itself as well.
+    let photo_in_store = match fleet {
+        Some(fleet) => {
+            let job: JobId = accepted
+                .job_id
+                .parse()
+                .map_err(|_| Failure::msg(Exit::Failed, "ingest returned a malformed job id"))?;
+            let account =
+                AccountId::new(&args.account).map_err(|err| Failure::new(Exit::Usage, err))?;
+            match fleet.store.head(&ObjectKey::input(&account, job)).await {
+                Ok(_) => Some(true),
+                Err(err) if err.kind() == StoreErrorKind::NotFound => Some(false),
+                Err(err) => return Err(anyhow::Error::from(err).into()),
+            }
+        }
+        None => None,
+    };
+    let photo_gone = status.input_deleted_at_ms.is_some() && photo_in_store != Some(true);
+    let after_ms = match (status.input_deleted_at_ms, status.finished_at_ms) {
+        (Some(deleted), Some(finished)) => Some(deleted.saturating_sub(finished)),
+        _ => None,
+    };
+    let text = format!(
+        "{}: {} bytes (job {})\nsubmitted → succeeded {} ms; total {} ms\nphoto deleted from the store after generation: {}\n",
+        args.out.display(),
+        video.len(),
+        accepted.job_id,
+        status
+            .finished_at_ms
+            .unwrap_or(status.submitted_at_ms)
+            .saturating_sub(status.submitted_at_ms),
+        started.elapsed().as_millis(),
+        match (photo_gone, after_ms) {
+            (true, Some(ms)) => format!("yes ({ms} ms after the video was stored)"),
+            (true, None) => "yes".to_owned(),
+            (false, _) => "NO".to_owned(),
+        }
+    );
+    if !photo_gone {
+        return Err(Failure::msg(
+            Exit::Failed,
+            format!("{text}the photo outlived its video"),
+        ));
+    }
+    Ok(Report::new(
+        json!({
+            "job_id": accepted.job_id,
+            "out": args.out.display().to_string(),
+            "bytes": video.len(),
+            "photo_deleted": photo_gone,
+            "photo_deleted_after_ms": after_ms,
+            "took_ms": started.elapsed().as_millis() as u64,
+        }),
+        text,
+    ))
+}
+
+/// `up`: the fleet in one process until Ctrl-C or SIGTERM.
+#[allow(clippy::print_stderr)] // the banner: how to reach the fleet
+pub async fn up(ctx: &Ctx, args: &UpArgs) -> CtlResult<Report> {
+    let mut options = FleetOptions::embedded()?;
+    options.config = (*ctx.config).clone();
+    options.listen = args.listen;
+    options.workers_per_pool = args.workers;
+    options.janitor_every = Some(args.janitor_every);
+    let spinner = progress::spinner(ctx, "starting the fleet (loading models)");
+    let fleet = Fleet::start(options).await?;
+    spinner.finish_and_clear();
+    let base = fleet.base_url().to_owned();
+    eprintln!(
+        "clipfleet is up: ingest at {base}, {} worker(s), janitor every {:?}\n\
+         token: {DEV_TOKEN}\n\
+         try:   curl -s -H 'authorization: Bearer {DEV_TOKEN}' -H 'content-type: application/json' \\\n\
+                  -d '{{\"account_id\":\"demo\",\"birth_date\":\"1990-01-01\"}}' {base}/v1/accounts\n\
+                curl -s -H 'authorization: Bearer {DEV_TOKEN}' -F 'params={{\"account_id\":\"demo\"}}' \\\n\
+                  -F photo=@models/samples/hillside.jpg {base}/v1/jobs\n\
+         Ctrl-C stops it (workers drain first).",
+        fleet.worker_ids().len(),
+        args.janitor_every,
+    );
+    shutdown_signal().await;
+    eprintln!("stopping: draining workers");
+    let report = fleet.shutdown().await?;
+    let done: u64 = report.workers.iter().map(|(_, r)| r.succeeded).sum();
+    Ok(Report::new(
+        json!({ "url": base, "succeeded": done }),
+        format!("stopped; {done} job(s) succeeded\n"),
+    ))
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
