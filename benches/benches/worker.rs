@@ -1,0 +1,364 @@
+//! The worker end to end, side by side in one run (`cargo bench -p clipfleet-benches --bench
+//! worker`):
+//! - **overlap**: `cost` jobs through `worker::run` on the in-memory broker with every store call
+//!   delayed by 20 ms, against bare forward passes of `cost` at the same batch size: how much of
+//!   the device's rate the pipeline keeps when I/O is slow (the goal on a GPU node is ≥ 95 %;
+//!   here the "device" is the same two CPU cores that decode and encode);
+//! - **dispatch**: `noop` jobs end to end through RabbitMQ quorum queues with one worker, events
+//!   included, photos in the in-memory store; broker messages per job counted;
+//! - **photo lifetime** after success: `input_deleted` minus `succeeded`, p50/p99, from the
+//!   events of the dispatch run.
+//!
+//! Jobs are published before the worker starts, so the rate is the pipeline's, not the
+//! publisher's. Environment: BENCH_JOBS (overlap, default 48), BENCH_DISPATCH_JOBS (default
+//! 1000), BENCH_SIZE (model input side, default 128), BENCH_ROUNDS (default 3).
+
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use clipfleet_broker::{
+    Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
+};
+use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
+use clipfleet_media::FfmpegEncoder;
+use clipfleet_proto::{
+    AccountId, EventBatch, EventKind, Motion, PoolName, Timestamp, WorkerId, decode,
+};
+use clipfleet_store::{
+    ByteStream, DeleteReport, InMemoryObjectStore, ListPage, LocalKeyring, ObjectKey, ObjectMeta,
+    ObjectStore, SealedObjectStore, StoreError,
+};
+use clipfleet_worker::{WorkerConfig, WorkerDeps, job_for_photo, run, submit};
+use tch::{Kind, Tensor};
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A store whose every call takes `delay` longer: slow object storage.
+#[derive(Debug)]
+struct SlowStore {
+    inner: Arc<dyn ObjectStore>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl ObjectStore for SlowStore {
+    async fn put(&self, key: &ObjectKey, body: ByteStream) -> Result<(), StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put(key, body).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<ByteStream, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[ObjectKey]) -> DeleteReport {
+        tokio::time::sleep(self.delay).await;
+        self.inner.delete_many(keys).await
+    }
+    async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.list_page(prefix, continuation, max_keys).await
+    }
+    async fn check_connectivity(&self) -> Result<(), StoreError> {
+        self.inner.check_connectivity().await
+    }
+}
+
+/// The repository's manifest with `model` at `side`×`side`, in a temp dir of its own.
+fn manifest(model: &str, side: u32, frames: Option<u32>) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!(
+        "clipfleet-bench-worker-{model}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let real = std::fs::read_to_string(repo.join("models/manifest.toml")).expect("manifest");
+    let mut block = real
+        .split("[[model]]")
+        .find(|b| b.contains(&format!("name = \"{model}\"")))
+        .expect("model entry")
+        .to_owned();
+    for original in ["512", "256"] {
+        block = block.replace(
+            &format!("input = {{ width = {original}, height = {original} }}"),
+            &format!("input = {{ width = {side}, height = {side} }}"),
+        );
+    }
+    if let Some(frames) = frames {
+        for original in ["48", "16"] {
+            block = block.replace(
+                &format!("frames = {original}\n"),
+                &format!("frames = {frames}\n"),
+            );
+        }
+    }
+    std::fs::write(
+        dir.join("manifest.toml"),
+        format!("version = 1\n[[model]]{block}"),
+    )
+    .expect("write");
+    std::fs::copy(
+        repo.join(format!("models/{model}.pt")),
+        dir.join(format!("{model}.pt")),
+    )
+    .expect("copy");
+    dir.join("manifest.toml")
+}
+
+fn photo(side: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(side, side, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x + y) % 239) as u8])
+    });
+    let mut out = Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    out.into_inner()
+}
+
+fn load(manifest: &Path) -> (Engine, Vec<ModelSpec>, ModelRegistry) {
+    let registry = ModelRegistry::load(manifest, Device::Cpu).expect("registry");
+    let models = registry.models().map(|m| m.spec.clone()).collect();
+    let engine = Engine::start(
+        ModelRegistry::load(manifest, Device::Cpu).expect("registry"),
+        EngineConfig {
+            max_batch: 8,
+            max_wait: Duration::from_millis(20),
+            queue_capacity: 64,
+        },
+    )
+    .expect("engine");
+    (engine, models, registry)
+}
+
+/// What one run through the worker measured.
+struct Run {
+    jobs_per_s: f64,
+    messages_per_job: f64,
+    photo_lifetime_ms: Vec<u64>,
+}
+
+/// Publishes `jobs` jobs, then runs one worker until every one succeeded.
+async fn through_worker(
+    broker: Arc<dyn Broker>,
+    store: Arc<dyn ObjectStore>,
+    engine: Engine,
+    models: Vec<ModelSpec>,
+    jobs: usize,
+    side: u32,
+) -> Run {
+    let pool = PoolName::new("default").expect("pool");
+    broker
+        .ensure_pool(&pool, PoolSpec::default())
+        .await
+        .expect("pool");
+    let spec = models[0].clone();
+    let account = AccountId::new("bench").expect("account");
+    let picture = photo(side);
+    let deadline = Timestamp::from_system_time(SystemTime::now() + Duration::from_secs(3600));
+    for _ in 0..jobs {
+        let job = job_for_photo(&account, &pool, &spec, &picture, Motion::ZoomIn, deadline);
+        submit(broker.as_ref(), store.as_ref(), &job, picture.clone())
+            .await
+            .expect("submit");
+    }
+    let mut config = WorkerConfig::new(WorkerId::new("bench").expect("id"), pool);
+    config.slots = 32;
+    let deps = WorkerDeps {
+        broker: broker.clone(),
+        store,
+        engine,
+        models,
+        encoder: Arc::new(FfmpegEncoder::detect().expect("ffmpeg")),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let worker = tokio::spawn(run(deps, config, async move {
+        let _ = stopped.await;
+    }));
+    let (mut succeeded, mut deleted) = (HashMap::new(), HashMap::new());
+    let mut batches = 0usize;
+    while succeeded.len() < jobs || deleted.len() < jobs {
+        let got = broker
+            .receive(
+                &QueueRef::Events,
+                Receive::new(256, Duration::from_secs(60), Duration::from_secs(1)),
+            )
+            .await
+            .expect("events");
+        batches += got.len();
+        for delivery in &got {
+            for event in decode::<EventBatch>(&delivery.body).expect("batch").events {
+                match event.event {
+                    EventKind::Succeeded { .. } => {
+                        succeeded.insert(event.job_id, event.at.unix_ms());
+                    }
+                    EventKind::InputDeleted => {
+                        deleted.insert(event.job_id, event.at.unix_ms());
+                    }
+                    EventKind::Failed { code, .. } => panic!("job failed: {code}"),
+                    _ => {}
+                }
+            }
+        }
+        let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+        broker.ack(&leases).await.expect("ack");
+    }
+    let took = started.elapsed();
+    let _ = stop.send(());
+    worker.await.expect("join").expect("worker");
+    let mut lifetime: Vec<u64> = succeeded
+        .iter()
+        .map(|(id, at)| deleted[id].saturating_sub(*at))
+        .collect();
+    lifetime.sort_unstable();
+    Run {
+        jobs_per_s: jobs as f64 / took.as_secs_f64(),
+        // Each job: its own publish, plus its share of the event batches.
+        messages_per_job: (jobs + batches) as f64 / jobs as f64,
+        photo_lifetime_ms: lifetime,
+    }
+}
+
+fn bare_rate(registry: &ModelRegistry, batch: i64, jobs: usize, side: u32, frames: i64) -> f64 {
+    let model = &registry.models().next().expect("model").model;
+    let side = i64::from(side);
+    let images = Tensor::rand([batch, 3, side, side], (Kind::Float, Device::Cpu));
+    let params = Tensor::zeros([batch, 4], (Kind::Float, Device::Cpu));
+    let started = Instant::now();
+    let mut done = 0;
+    while done < jobs {
+        let _video = model.generate(&images, &params, frames).expect("forward");
+        done += batch as usize;
+    }
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+fn sealed(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    Arc::new(SealedObjectStore::new(
+        inner,
+        Arc::new(LocalKeyring::ephemeral().expect("keyring")),
+    ))
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    tch::set_num_threads(1);
+    let jobs = env_usize("BENCH_JOBS", 48);
+    let dispatch_jobs = env_usize("BENCH_DISPATCH_JOBS", 1000);
+    let side = env_usize("BENCH_SIZE", 128) as u32;
+    let rounds = env_usize("BENCH_ROUNDS", 3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let cost = manifest("cost", side, None);
+    let (mut through, mut bare) = (Vec::new(), Vec::new());
+    let mut frames = 0;
+    for round in 0..rounds {
+        let (engine, models, registry) = load(&cost);
+        frames = i64::from(models[0].frames);
+        bare.push(bare_rate(&registry, 8, jobs, side, frames));
+        let slow: Arc<dyn ObjectStore> = Arc::new(SlowStore {
+            inner: Arc::new(InMemoryObjectStore::new()),
+            delay: Duration::from_millis(20),
+        });
+        let run = runtime.block_on(through_worker(
+            Arc::new(InMemoryBroker::new()),
+            sealed(slow),
+            engine,
+            models,
+            jobs,
+            side,
+        ));
+        println!(
+            "round {round}: overlap worker {:.2} jobs/s, bare {:.2} jobs/s",
+            run.jobs_per_s,
+            bare[bare.len() - 1]
+        );
+        through.push(run.jobs_per_s);
+    }
+    let (through, bare) = (median(through), median(bare));
+    println!(
+        "overlap ({jobs} cost jobs, {side}x{side}, {frames} frames, batch 8, store +20 ms per call): worker {through:.2} jobs/s vs bare forward {bare:.2} jobs/s = {:.1} %",
+        100.0 * through / bare
+    );
+
+    let noop = manifest("noop", 64, Some(4));
+    let mut rates = Vec::new();
+    let mut messages = 0.0;
+    let mut lifetimes = Vec::new();
+    for round in 0..rounds {
+        let namespace = format!("bw{round}-{}", std::process::id());
+        let options = BrokerOptions {
+            namespace,
+            ..BrokerOptions::default()
+        };
+        let broker = runtime
+            .block_on(connect(&clipfleet_testkit::amqp_url(), options))
+            .expect("rabbitmq");
+        let (engine, models, _) = load(&noop);
+        let run = runtime.block_on(through_worker(
+            broker.clone(),
+            sealed(Arc::new(InMemoryObjectStore::new())),
+            engine,
+            models,
+            dispatch_jobs,
+            64,
+        ));
+        println!(
+            "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job",
+            run.jobs_per_s, run.messages_per_job
+        );
+        if let Some(admin) = broker.admin() {
+            let _ = runtime.block_on(admin.delete_pool(&PoolName::new("default").expect("pool")));
+        }
+        rates.push(run.jobs_per_s);
+        messages = run.messages_per_job;
+        lifetimes.extend(run.photo_lifetime_ms);
+    }
+    lifetimes.sort_unstable();
+    println!(
+        "dispatch ({dispatch_jobs} noop jobs 64x64x4 through RabbitMQ quorum queues, one worker, events included): {:.0} jobs/s, {messages:.3} broker messages per job",
+        median(rates)
+    );
+    println!(
+        "photo lifetime after success ({} jobs): p50 {} ms, p99 {} ms, max {} ms",
+        lifetimes.len(),
+        percentile(&lifetimes, 0.5),
+        percentile(&lifetimes, 0.99),
+        lifetimes[lifetimes.len() - 1]
+    );
+}
