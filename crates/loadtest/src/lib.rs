@@ -1,0 +1,165 @@
+//! `clip-loadtest`: drives a fleet through its ingest HTTP API and holds it to its promises.
+//!
+//! It submits a mix of photos (JPEG and PNG of a few sizes, plus a share of bad inputs whose
+//! refusal codes are known) on an open-loop schedule or at a fixed concurrency, follows every
+//! accepted job to its end, and reports submit and end-to-end latency (HDR histograms),
+//! throughput and errors by code, as a table, a JSON report and an SVG plot. At the end it
+//! checks the privacy invariants through the API: every accepted job ended, no photo remains
+//! for an ended job, no video remains (or is served) past its TTL. A violation fails the run.
+//!
+//! It knows the fleet only through `clipfleet-client` (HTTP) and `proto`'s error codes; with
+//! `--embedded` it starts `clipfleet-fleet` in-process first and talks to it the same way.
+//!
+//! Modules:
+//! - `options`: what a run does (plain data); `cli`: the command line that builds it;
+//! - `mix`: the inputs and the seeded generator; `drive`: the load generator;
+//! - `stats`: counts, histograms, timeline; `invariants`: the checks at the end;
+//! - `report`: the report, its table and exit code; `svg`: the plot; `embedded`: the
+//!   in-process fleet.
+
+mod cli;
+mod drive;
+mod embedded;
+mod invariants;
+mod mix;
+mod options;
+mod report;
+mod stats;
+mod svg;
+
+use anyhow::Context;
+use clipfleet_client::Client;
+use tokio::time::Instant;
+use tracing::info;
+
+pub use cli::Cli;
+pub use invariants::{InvariantResult, Violation};
+pub use options::{
+    Arrivals, Checks, DEFAULT_JANITOR_EVERY, DEFAULT_RATE, EmbeddedFleet, Load, Mix, ModelChoice,
+    Options, PhotoSize, Stop, Target,
+};
+pub use report::{Exit, Report};
+pub use stats::{Bucket, Counts, Latencies, LatencySummary, Throughput};
+pub use svg::render as render_svg;
+
+/// Birth date of the accounts a run creates: an adult, so no account is refused.
+const ADULT_BIRTH_DATE: &str = "1990-01-01";
+
+/// Runs one load test: starts the embedded fleet if asked, drives the load, checks the
+/// invariants, stops the fleet. `Err` only when the test could not run at all.
+///
+/// For an embedded fleet the TTL and janitor interval checked are the fleet's own (those of
+/// `options.checks` are replaced).
+pub async fn run(options: Options) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        options.stop.jobs.is_some() || options.stop.duration.is_some(),
+        "a run needs a job count or a duration"
+    );
+    anyhow::ensure!(options.accounts > 0, "a run needs at least one account");
+    let mix = options.mix.clone();
+    let inputs = tokio::task::spawn_blocking(move || mix::Inputs::generate(&mix))
+        .await
+        .context("generate the photos")??;
+    let mut options = options;
+    let (fleet, base, token) = match &options.target {
+        Target::Embedded(embedded) => {
+            options.checks.output_ttl = Some(embedded.output_ttl);
+            options.checks.janitor_interval =
+                embedded.janitor_every.unwrap_or(DEFAULT_JANITOR_EVERY);
+            let fleet = embedded::start(embedded, options.model.as_ref()).await?;
+            let base = fleet.base_url().to_owned();
+            (Some(fleet), base, clipfleet_fleet::DEV_TOKEN.to_owned())
+        }
+        Target::Remote { ingest, token } => (None, ingest.clone(), token.clone()),
+    };
+    let result = drive_and_check(&options, inputs, &base, &token).await;
+    if let Some(fleet) = fleet {
+        fleet.shutdown().await.context("stop the embedded fleet")?;
+    }
+    result
+}
+
+async fn drive_and_check(
+    options: &Options,
+    inputs: mix::Inputs,
+    base: &str,
+    token: &str,
+) -> anyhow::Result<Report> {
+    let client = Client::new(base, token)?.with_device_id("clip-loadtest");
+    let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
+    let mut accounts = Vec::with_capacity(options.accounts);
+    for index in 0..options.accounts {
+        let account = format!("loadtest-{run_id}-{index}");
+        client
+            .ensure_account(&account, ADULT_BIRTH_DATE)
+            .await
+            .with_context(|| format!("create account {account} at {base}"))?;
+        accounts.push(account);
+    }
+    info!(target_url = %base, load = %describe_load(options), "load test starting");
+    let start = Instant::now();
+    let records = drive::drive(client.clone(), inputs, accounts, options, start).await?;
+    let elapsed = start.elapsed();
+    info!(
+        submissions = records.len(),
+        "load over, checking invariants"
+    );
+    let checked = invariants::check(&client, &records, &options.checks, start).await;
+    let summary = stats::summarize(&records, options.bucket);
+    let error_share = if summary.counts.sent == 0 {
+        0.0
+    } else {
+        summary.counts.unexpected_errors() as f64 / summary.counts.sent as f64
+    };
+    let exit = Report::judge(
+        &checked.results,
+        error_share,
+        options.checks.max_error_share,
+    );
+    Ok(Report {
+        target: describe_target(options, base),
+        load: describe_load(options),
+        seed: options.seed,
+        elapsed_s: elapsed.as_secs_f64(),
+        submitting_s: summary.submitting.as_secs_f64(),
+        counts: summary.counts,
+        throughput: summary.throughput,
+        latency: summary.latency,
+        bucket_s: options.bucket.as_secs_f64(),
+        timeline: summary.timeline,
+        invariants: checked.results,
+        violations: checked.violations,
+        error_share,
+        max_error_share: options.checks.max_error_share,
+        exit,
+        exit_code: exit.code(),
+    })
+}
+
+fn describe_target(options: &Options, base: &str) -> String {
+    let model = options
+        .model
+        .as_ref()
+        .map(|m| format!(" ({}@{})", m.name, m.version))
+        .unwrap_or_default();
+    match &options.target {
+        Target::Embedded(_) => format!("embedded fleet{model}"),
+        Target::Remote { .. } => format!("{base}{model}"),
+    }
+}
+
+fn describe_load(options: &Options) -> String {
+    match &options.load {
+        Load::Rate {
+            per_second,
+            arrivals,
+        } => {
+            let arrivals = match arrivals {
+                Arrivals::Poisson => "poisson",
+                Arrivals::Uniform => "uniform",
+            };
+            format!("open loop {per_second}/s {arrivals}")
+        }
+        Load::Concurrency(n) => format!("closed loop {n} in flight"),
+    }
+}

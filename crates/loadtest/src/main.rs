@@ -1,0 +1,59 @@
+//! `clip-loadtest`: parse, run, print the table, write the reports, exit with a code CI can
+//! trust (see `Exit`).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser as _;
+use clipfleet_config::env_from_process;
+use clipfleet_loadtest::{Cli, Exit, Report, render_svg, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,clipfleet_loadtest=info")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = async {
+        let options = cli.options(env_from_process())?;
+        let report = run(options).await?;
+        write_reports(&cli, &report)?;
+        anyhow::Ok(report)
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            print_table(&report);
+            ExitCode::from(report.exit.code())
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+fn write_reports(cli: &Cli, report: &Report) -> anyhow::Result<()> {
+    if let Some(path) = &cli.report {
+        let json = serde_json::to_string_pretty(report).context("encode the report")?;
+        std::fs::write(path, json + "\n").with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = &cli.svg {
+        std::fs::write(path, render_svg(report))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)] // the command's result
+fn print_table(report: &Report) {
+    print!("{}", report.table());
+}
+
+#[allow(clippy::print_stderr)] // the command's error
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("clip-loadtest: {err:#}");
+    ExitCode::from(Exit::Setup.code())
+}
