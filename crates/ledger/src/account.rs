@@ -244,7 +244,7 @@ impl Ledger {
         .fetch_optional(&self.pool)
         .await
         .map_err(sqlx_err("get account"))?
-        .ok_or_else(|| LedgerError::not_found(format!("no account {id}")))
+        .ok_or_else(|| LedgerError::not_found("no such account"))
     }
 
     /// Replaces the personal fields. `Conflict` on a tombstone: a purged account's data does
@@ -274,7 +274,7 @@ impl Ledger {
                 },
             )
             .await?;
-        updated.ok_or_else(|| LedgerError::conflict(format!("account {id} is purged")))
+        updated.ok_or_else(|| LedgerError::conflict("the account is purged"))
     }
 
     /// Suspends an account or makes it active again. `Conflict` once it is terminated (that is
@@ -298,7 +298,7 @@ impl Ledger {
                 |query| query.bind(status.as_str()),
             )
             .await?;
-        updated.ok_or_else(|| LedgerError::conflict(format!("account {id} is terminated")))
+        updated.ok_or_else(|| LedgerError::conflict("the account is terminated"))
     }
 
     /// Ends an account now; the retention period counts from the first termination (calling
@@ -312,7 +312,7 @@ impl Ledger {
             |query| query,
         )
         .await?
-        .ok_or_else(|| LedgerError::internal_missing(id))
+        .ok_or_else(LedgerError::internal_missing)
     }
 
     /// Puts a legal hold on or takes it off: while on, retention deletes nothing of the account.
@@ -321,7 +321,7 @@ impl Ledger {
             query.bind(i64::from(hold))
         })
         .await?
-        .ok_or_else(|| LedgerError::internal_missing(id))
+        .ok_or_else(LedgerError::internal_missing)
     }
 
     /// Records an erasure request (the first one counts) and terminates the account.
@@ -335,7 +335,7 @@ impl Ledger {
             |query| query,
         )
         .await?
-        .ok_or_else(|| LedgerError::internal_missing(id))
+        .ok_or_else(LedgerError::internal_missing)
     }
 
     /// The holder turned out to be under 14: the policy says delete at once, so this flags the
@@ -350,7 +350,7 @@ impl Ledger {
             |query| query,
         )
         .await?
-        .ok_or_else(|| LedgerError::internal_missing(id))
+        .ok_or_else(LedgerError::internal_missing)
     }
 
     /// Purges the account's personal fields and birth date, keeping a terminated tombstone.
@@ -367,7 +367,7 @@ impl Ledger {
             |query| query,
         )
         .await?
-        .ok_or_else(|| LedgerError::internal_missing(id))
+        .ok_or_else(LedgerError::internal_missing)
     }
 
     /// Sets (or clears) the holder's birth date. Refused on a tombstone: its personal data is
@@ -389,7 +389,7 @@ impl Ledger {
             |query| query.bind(owned),
         )
         .await?
-        .ok_or_else(|| LedgerError::conflict(format!("account {id} is erased")))
+        .ok_or_else(|| LedgerError::conflict("the account is erased"))
     }
 
     /// One `UPDATE … RETURNING` on an account: `$1` is the id, `$2` now, `$3…` what `bind`
@@ -427,10 +427,10 @@ impl Ledger {
 type AccountQuery<'a> = sqlx::query::QueryAs<'a, sqlx::Any, Account, sqlx::any::AnyArguments<'a>>;
 
 impl LedgerError {
-    fn internal_missing(id: &AccountId) -> LedgerError {
+    fn internal_missing() -> LedgerError {
         LedgerError::new(
             crate::LedgerErrorKind::Internal,
-            format!("account {id} vanished during an unguarded update"),
+            "an account vanished during an unguarded update",
         )
     }
 }

@@ -34,11 +34,10 @@ impl Ledger {
         .rows_affected();
         if allowed == 0 {
             drop(tx);
-            let account = self.get_account(id).await?;
-            return Err(LedgerError::conflict(format!(
-                "account {} is under legal hold",
-                account.id
-            )));
+            // NotFound when there is no such account; otherwise the hold is why. Messages
+            // never name the account: they end up in logs.
+            self.get_account(id).await?;
+            return Err(LedgerError::conflict("the account is under legal hold"));
         }
         let mut delete = async |sql: &'static str, what: &'static str| {
             sqlx::query::<Any>(sql)

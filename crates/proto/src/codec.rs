@@ -243,7 +243,8 @@ fn unsupported(kind: &'static str, got: u32) -> DecodeError {
 /// binary with `take(len)`, so a forged length cannot make it allocate more than the input holds.
 fn parse_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let mut deserializer = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
-    let value = T::deserialize(&mut deserializer).map_err(|err| err.to_string())?;
+    let value =
+        T::deserialize(&mut deserializer).map_err(|err| without_quoted_values(&err.to_string()))?;
     let consumed = deserializer.position();
     if consumed != bytes.len() as u64 {
         return Err(format!("{} trailing bytes", bytes.len() as u64 - consumed));
@@ -251,9 +252,60 @@ fn parse_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
+/// serde's messages quote the offending value (`invalid type: string "…"`). A field's value
+/// may be personal data and decode errors are logged, so quoted text is elided.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in message.chars() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    out.push_str("…\"");
+                    quoted = false;
+                }
+                _ => {}
+            }
+        } else {
+            out.push(c);
+            quoted = c == '"';
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_values_never_reach_error_messages() {
+        assert_eq!(
+            without_quoted_values(r#"invalid type: string "ada@example.com", expected u64"#),
+            r#"invalid type: string "…", expected u64"#
+        );
+        assert_eq!(
+            without_quoted_values(r#"unknown variant "a\"b", expected `free`"#),
+            r#"unknown variant "…", expected `free`"#
+        );
+        let mut job = rmpv::Value::Map(vec![(
+            rmpv::Value::from("job_id"),
+            rmpv::Value::from("ada@example.com"),
+        )]);
+        if let rmpv::Value::Map(fields) = &mut job {
+            fields.push((rmpv::Value::from("v"), rmpv::Value::from("lovelace")));
+        }
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &job).expect("encode");
+        let err = decode::<crate::GenerateJob>(&bytes).expect_err("garbage");
+        let text = err.to_string();
+        assert!(
+            !text.contains("ada@") && !text.contains("lovelace"),
+            "{text}"
+        );
+    }
 
     fn nested_arrays(depth: usize) -> Vec<u8> {
         let mut bytes = vec![0x91; depth];

@@ -146,21 +146,21 @@ impl ObjectStore for LocalFileObjectStore {
         let path = self.path_of(key);
         let file = match tokio::fs::File::open(&path).await {
             Ok(file) => file,
-            Err(err) if is_missing(&err) => return Err(StoreError::not_found(key)),
-            Err(err) => return Err(StoreError::from_io(format!("open {key}"), err)),
+            Err(err) if is_missing(&err) => return Err(StoreError::not_found(key.redacted())),
+            Err(err) => return Err(StoreError::from_io(format!("open {}", key.redacted()), err)),
         };
         let is_file = file
             .metadata()
             .await
-            .map_err(|err| StoreError::from_io(format!("stat {key}"), err))?
+            .map_err(|err| StoreError::from_io(format!("stat {}", key.redacted()), err))?
             .is_file();
         if !is_file {
-            return Err(StoreError::not_found(key));
+            return Err(StoreError::not_found(key.redacted()));
         }
         let key = key.clone();
         Ok(Box::pin(
             ReaderStream::with_capacity(file, READ_CHUNK_BYTES).map(move |chunk| {
-                chunk.map_err(|err| StoreError::from_io(format!("read {key}"), err))
+                chunk.map_err(|err| StoreError::from_io(format!("read {}", key.redacted()), err))
             }),
         ))
     }
@@ -172,9 +172,9 @@ impl ObjectStore for LocalFileObjectStore {
                 size: meta.len(),
                 last_modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             }),
-            Ok(_) => Err(StoreError::not_found(key)),
-            Err(err) if is_missing(&err) => Err(StoreError::not_found(key)),
-            Err(err) => Err(StoreError::from_io(format!("stat {key}"), err)),
+            Ok(_) => Err(StoreError::not_found(key.redacted())),
+            Err(err) if is_missing(&err) => Err(StoreError::not_found(key.redacted())),
+            Err(err) => Err(StoreError::from_io(format!("stat {}", key.redacted()), err)),
         }
     }
 
@@ -187,7 +187,10 @@ impl ObjectStore for LocalFileObjectStore {
             }
             // Missing, or a "directory" of other keys: no object under this key either way.
             Err(err) if is_missing(&err) || err.kind() == ErrorKind::IsADirectory => Ok(()),
-            Err(err) => Err(StoreError::from_io(format!("delete {key}"), err)),
+            Err(err) => Err(StoreError::from_io(
+                format!("delete {}", key.redacted()),
+                err,
+            )),
         }
     }
 

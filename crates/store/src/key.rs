@@ -47,6 +47,13 @@ impl ObjectKey {
         &self.0
     }
 
+    /// The key for logs and error messages: the segment that names an account hidden
+    /// (`inputs/*/<job>`; `models/…` keys name no account and show whole). Object keys hold
+    /// account ids, which never appear in logs.
+    pub fn redacted(&self) -> RedactedKey<'_> {
+        RedactedKey(&self.0)
+    }
+
     /// The key's segments, outermost first.
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         self.0.split('/')
@@ -56,6 +63,26 @@ impl ObjectKey {
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// An object key shown with its account segment hidden ([`ObjectKey::redacted`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RedactedKey<'a>(&'a str);
+
+impl fmt::Display for RedactedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = self.0.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(first), Some(_), rest) if first != "models" => {
+                write!(f, "{first}/*")?;
+                match rest {
+                    Some(rest) => write!(f, "/{rest}"),
+                    None => Ok(()),
+                }
+            }
+            _ => f.write_str(self.0),
+        }
     }
 }
 
@@ -109,7 +136,12 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
 }
 
 fn check_segment(whole: &str, segment: &str, may_be_empty: bool) -> Result<(), StoreError> {
-    let fail = |reason: String| Err(StoreError::invalid(format!("key {whole:?} {reason}")));
+    let fail = |reason: String| {
+        Err(StoreError::invalid(format!(
+            "key {} {reason}",
+            RedactedKey(whole)
+        )))
+    };
     if segment.is_empty() {
         if may_be_empty {
             return Ok(());
@@ -134,6 +166,29 @@ fn check_segment(whole: &str, segment: &str, may_be_empty: bool) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_keys_hide_the_account() {
+        let account = AccountId::new("ada-lovelace").unwrap();
+        let job = JobId::generate();
+        for key in [
+            ObjectKey::input(&account, job),
+            ObjectKey::output(&account, job),
+            ObjectKey::tombstone(&account),
+        ] {
+            let shown = key.redacted().to_string();
+            assert!(!shown.contains("ada-lovelace"), "{shown}");
+            assert!(shown.contains("/*"), "{shown}");
+        }
+        assert_eq!(
+            ObjectKey::input(&account, job).redacted().to_string(),
+            format!("inputs/*/{job}")
+        );
+        let model = ObjectKey::new("models/motion/1/motion.pt").unwrap();
+        assert_eq!(model.redacted().to_string(), "models/motion/1/motion.pt");
+        let err = ObjectKey::new("inputs/ada-lovelace/a b").unwrap_err();
+        assert!(!err.to_string().contains("ada-lovelace"), "{err}");
+    }
 
     #[test]
     fn design_keys_are_valid() {

@@ -34,7 +34,7 @@ pub use api::{
 };
 pub use error::{StoreError, StoreErrorKind};
 pub use fs::LocalFileObjectStore;
-pub use key::{MAX_KEY_LEN, MAX_SEGMENT_LEN, ObjectKey};
+pub use key::{MAX_KEY_LEN, MAX_SEGMENT_LEN, ObjectKey, RedactedKey};
 pub use memory::InMemoryObjectStore;
 pub use resolve::{open, open_sealed};
 pub use retry::RetryPolicy;

@@ -75,7 +75,7 @@ impl ObjectStore for InMemoryObjectStore {
             .unwrap_or_else(PoisonError::into_inner)
             .get(key.as_str())
             .map(|object| object.chunks.clone())
-            .ok_or_else(|| StoreError::not_found(key))?;
+            .ok_or_else(|| StoreError::not_found(key.redacted()))?;
         Ok(Box::pin(stream::iter(chunks.into_iter().map(Ok))))
     }
 
@@ -83,7 +83,7 @@ impl ObjectStore for InMemoryObjectStore {
         let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
         let object = objects
             .get(key.as_str())
-            .ok_or_else(|| StoreError::not_found(key))?;
+            .ok_or_else(|| StoreError::not_found(key.redacted()))?;
         Self::meta(key.as_str(), object)
     }
 
