@@ -22,8 +22,9 @@ use crate::client::Caller;
 use crate::error::ApiError;
 use crate::service::State as AppState;
 
-/// Personal fields the app backend may send, as the policy lists them.
-#[derive(Debug, Default, Deserialize)]
+/// Personal fields the app backend may send, as the policy lists them. Its `Debug` says
+/// which are present, never their values.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PersonalInput {
     #[serde(default)]
@@ -40,6 +41,21 @@ struct PersonalInput {
     phone: Option<String>,
     #[serde(default)]
     third_party_login: Option<String>,
+}
+
+impl std::fmt::Debug for PersonalInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |value: &Option<String>| value.as_ref().map(|_| "<set>");
+        f.debug_struct("PersonalInput")
+            .field("email", &shown(&self.email))
+            .field("username", &shown(&self.username))
+            .field("password_hash", &shown(&self.password_hash))
+            .field("name", &shown(&self.name))
+            .field("gender", &shown(&self.gender))
+            .field("phone", &shown(&self.phone))
+            .field("third_party_login", &shown(&self.third_party_login))
+            .finish()
+    }
 }
 
 impl PersonalInput {

@@ -13,7 +13,7 @@ use clipfleet_ingest::{Ingest, IngestDeps, IngestOptions};
 use clipfleet_ledger::Ledger;
 use clipfleet_models::Manifest;
 use clipfleet_store::open_sealed;
-use clipfleet_telemetry::{LogFormat, init_logging};
+use clipfleet_telemetry::{LogFormat, TelemetryOptions, init};
 
 #[derive(Debug, Parser)]
 #[command(name = "clip-ingest", version, about = "clipfleet's ingest API")]
@@ -70,7 +70,13 @@ fn main() -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout)] // --print-addr
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    // Logs, traces when OTEL_EXPORTER_OTLP_ENDPOINT is set, the fleet's pseudonym key; held
+    // to the end so queued spans are flushed.
+    let _telemetry = init(TelemetryOptions::from_env(
+        "clip-ingest",
+        args.log_format,
+        &std::env::vars().collect(),
+    )?)?;
     let config = Arc::new(Config::load(
         args.config.as_deref(),
         &clipfleet_config::env_from_process(),

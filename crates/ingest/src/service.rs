@@ -177,6 +177,8 @@ impl Ingest {
             )
             .route("/v1/accounts/{id}/erasure", post(crate::accounts::erase))
             .layer(DefaultBodyLimit::max(body_limit))
+            // A span per API request (not for the operations endpoints: scrapes are no trace).
+            .route_layer(axum::middleware::from_fn(clipfleet_telemetry::trace_http))
             .with_state(state.clone());
         let ops = ops_router(OpsState {
             registry: state.registry.clone(),

@@ -28,8 +28,10 @@ use clipfleet_proto::{
     SCHEMA_VERSION, Sha256Hex, Timestamp, encode,
 };
 use clipfleet_store::{ObjectKey, body_from_bytes};
+use clipfleet_telemetry::{inject_context, pseudonym, traceparent};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::client::Caller;
 use crate::error::ApiError;
@@ -214,7 +216,19 @@ async fn accept(
         ..Limits::default()
     };
     let info = probe(&photo, &limits)?;
-    let job = generate_job(&checked, &photo, photo_digest, info.format.name())?;
+    let mut job = generate_job(&checked, &photo, photo_digest, info.format.name())?;
+    // The job's trace: never the account id itself, only its pseudonym.
+    let span = tracing::info_span!(
+        "submit job",
+        job_id = %job.job_id,
+        account = %pseudonym(checked.account.as_str()),
+        pool = %job.pool,
+        model = %checked.spec.key(),
+        photo_bytes = photo.len(),
+    );
+    // For tools that republish a body without its headers (the headers carry the publish
+    // span's context; this names the submission, in the same trace).
+    job.trace = traceparent(&span);
     store_and_publish(
         state,
         &checked,
@@ -224,6 +238,7 @@ async fn accept(
         request_hash,
         caller,
     )
+    .instrument(span)
     .await
 }
 
@@ -501,7 +516,10 @@ async fn store_and_publish(
     let deps = &state.deps;
     let key = ObjectKey::input(&job.account_id, job.job_id);
     let body = encode(&job).map_err(|err| ApiError::internal("encoding the job", err))?;
-    deps.store.put(&key, body_from_bytes(photo)).await?;
+    deps.store
+        .put(&key, body_from_bytes(photo))
+        .instrument(tracing::info_span!("store photo"))
+        .await?;
     let new_job = NewJob {
         id: job.job_id,
         account_id: job.account_id.clone(),
@@ -513,7 +531,12 @@ async fn store_and_publish(
             request_hash: request_hash.clone(),
         }),
     };
-    let inserted = match deps.ledger.insert_job(&new_job).await {
+    let inserted = match deps
+        .ledger
+        .insert_job(&new_job)
+        .instrument(tracing::info_span!("insert job"))
+        .await
+    {
         Ok(inserted) => inserted,
         Err(err) => {
             remove_photo(state, &key).await;
@@ -526,10 +549,19 @@ async fn store_and_publish(
         return replay(&inserted.job, &request_hash);
     }
     let topic = Topic::Jobs(job.pool.clone(), job.priority);
+    let publish = tracing::info_span!(
+        "publish job",
+        otel.kind = "producer",
+        messaging.destination.name = %job.pool,
+        messaging.message.id = %job.job_id,
+    );
+    let mut outgoing = Outgoing::new(body);
+    inject_context(&publish, &mut outgoing.headers);
     let published = tokio::time::timeout(
         state.options.publish_timeout,
-        deps.broker.publish(&topic, Outgoing::new(body)),
+        deps.broker.publish(&topic, outgoing),
     )
+    .instrument(publish)
     .await;
     let failure = match published {
         Ok(Ok(())) => None,
@@ -559,6 +591,7 @@ async fn store_and_publish(
         )
         .retry_after(1));
     }
+    tracing::debug!("job queued");
     caller
         .record(state, Some(&checked.account), "job.submit")
         .await;
