@@ -1,23 +1,29 @@
 //! One job, from delivery to ack: checks (deadline, erased account, video already there),
 //! fetch (get, unseal, verify, decode, fit), inference (batched by the engine), encode, store,
-//! then finish — `succeeded`, delete the photo, `input_deleted`, ack. Every failure is
-//! classified once: terminal (photo deleted, `failed` event, ack), or transient (delayed retry,
-//! dead letter after the last attempt).
+//! then finish — `succeeded`, delete the photo, `input_deleted`, ack. A failure ends the job
+//! through `failure` (terminal or transient, classified once).
+//!
+//! Each job runs in a `job` span whose parent is the publishing span in ingest (W3C context
+//! from the message headers, or the body's `trace`), with a child span per stage: one trace
+//! from the upload to the last event. Spans name the account by its pseudonym only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use clipfleet_broker::{Delivery, LeaseHeartbeat, Nack};
+use clipfleet_broker::{Delivery, LeaseHeartbeat};
 use clipfleet_infer::{GenerateRequest, InferErrorKind, RgbFrame};
 use clipfleet_media::{FitMode, MediaError, RgbImage, decode, fit};
 use clipfleet_proto::{
     ErrorCode, EventKind, GenerateJob, JobEvent, Motion, Sha256Hex, StageDurations, Timestamp,
 };
-use clipfleet_store::{ObjectKey, StoreError, StoreErrorKind, body_from_bytes, read_to_end};
+use clipfleet_store::{ObjectKey, StoreErrorKind, body_from_bytes, read_to_end};
+use clipfleet_telemetry::{pseudonym, set_parent_from_headers};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::field::Empty;
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::Shared;
+use crate::failure::{JobError, fail, media_error, retry, store_error};
 
 /// How a job ended, for the report and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,33 +40,16 @@ pub enum Outcome {
     Abandoned,
 }
 
-/// Why a job stopped.
-#[derive(Debug)]
-enum JobError {
-    /// No retry can help: fail the job.
-    Terminal(ErrorCode, String),
-    /// A dependency failed: retry later.
-    Transient(ErrorCode, String),
-}
-
-fn store_error(what: &str, err: StoreError) -> JobError {
-    let message = format!("{what}: {err}");
-    match err.kind() {
-        StoreErrorKind::NotFound => JobError::Terminal(ErrorCode::NotFound, message),
-        StoreErrorKind::Corrupt | StoreErrorKind::KeyUnavailable => {
-            JobError::Terminal(ErrorCode::BadImage, message)
+impl Outcome {
+    /// The outcome as a metric label and span attribute.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed(_) => "failed",
+            Outcome::Retried => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Abandoned => "abandoned",
         }
-        _ if err.is_retryable() => JobError::Transient(ErrorCode::Unavailable, message),
-        _ => JobError::Terminal(ErrorCode::Internal, message),
-    }
-}
-
-fn media_error(err: MediaError) -> JobError {
-    let code = err.code();
-    if code.is_retryable() {
-        JobError::Transient(code, err.to_string())
-    } else {
-        JobError::Terminal(code, err.to_string())
     }
 }
 
@@ -75,6 +64,38 @@ fn now() -> Timestamp {
 /// Runs one job to its outcome. Never panics on bad input; never acks before the outcome is
 /// durable.
 pub(crate) async fn process(shared: Arc<Shared>, delivery: Delivery, job: GenerateJob) -> Outcome {
+    let span = info_span!(
+        "job",
+        otel.name = "process job",
+        otel.kind = "consumer",
+        job_id = %job.job_id,
+        account = %pseudonym(job.account_id.as_str()),
+        pool = %job.pool,
+        model = %format_args!("{}@{}", job.model.name, job.model.version),
+        attempt = delivery.retries + 1,
+        delivery = delivery.delivery_count,
+        queue_wait_ms = Empty,
+        outcome = Empty,
+        error_code = Empty,
+        otel.status_code = Empty,
+    );
+    set_parent_from_headers(&span, &delivery.headers, job.trace.as_deref());
+    let outcome = settle(shared, delivery, job).instrument(span.clone()).await;
+    span.record("outcome", outcome.as_str());
+    match outcome {
+        Outcome::Failed(code) => {
+            span.record("error_code", code.as_str());
+            span.record("otel.status_code", "ERROR");
+        }
+        Outcome::DeadLettered => {
+            span.record("otel.status_code", "ERROR");
+        }
+        _ => {}
+    }
+    outcome
+}
+
+async fn settle(shared: Arc<Shared>, delivery: Delivery, job: GenerateJob) -> Outcome {
     let heartbeat = LeaseHeartbeat::start(
         shared.broker.clone(),
         delivery.lease.clone(),
@@ -93,7 +114,7 @@ pub(crate) async fn process(shared: Arc<Shared>, delivery: Delivery, job: Genera
     outcome
 }
 
-fn event(shared: &Shared, job: &GenerateJob, kind: EventKind) -> JobEvent {
+pub(crate) fn event(shared: &Shared, job: &GenerateJob, kind: EventKind) -> JobEvent {
     JobEvent {
         job_id: job.job_id,
         at: now(),
@@ -103,6 +124,7 @@ fn event(shared: &Shared, job: &GenerateJob, kind: EventKind) -> JobEvent {
 }
 
 async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<Outcome, JobError> {
+    tracing::debug!("job received");
     let input = ObjectKey::input(&job.account_id, job.job_id);
     let output = ObjectKey::output(&job.account_id, job.job_id);
     if now() > job.deadline {
@@ -174,36 +196,12 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
         queue_wait_ms: ms(now().saturating_since(job.submitted_at)),
         ..StageDurations::default()
     };
+    tracing::Span::current().record("queue_wait_ms", stages.queue_wait_ms);
 
     let started = Instant::now();
-    let body = shared
-        .store
-        .get(&input)
-        .await
-        .map_err(|err| store_error("get photo", err))?;
-    let photo = read_to_end(body, shared.config.max_photo_bytes)
-        .await
-        .map_err(|err| store_error("read photo", err))?;
-    let digest: [u8; 32] = Sha256::digest(&*photo).into();
-    if Sha256Hex::from_digest(&digest) != job.input.sha256 {
-        return Err(JobError::Terminal(
-            ErrorCode::BadImage,
-            "photo does not match its sha256".into(),
-        ));
-    }
-    let (limits, width, height) = (
-        shared.config.intake_limits,
-        spec.input.width,
-        spec.input.height,
-    );
-    let fitted = tokio::task::spawn_blocking(move || -> Result<RgbImage, MediaError> {
-        let image = decode(&photo, &limits)?;
-        drop(photo); // the encoded photo is zeroized as soon as it is decoded
-        fit(&image, width, height, FitMode::Cover)
-    })
-    .await
-    .map_err(|err| JobError::Transient(ErrorCode::Internal, format!("decode task: {err}")))?
-    .map_err(media_error)?;
+    let fitted = fetch(shared, job, &input, spec.input.width, spec.input.height)
+        .instrument(info_span!("fetch"))
+        .await?;
     stages.fetch_ms = ms(started.elapsed());
     shared
         .events
@@ -226,6 +224,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     let video = shared
         .engine
         .generate(request)
+        .instrument(info_span!("infer"))
         .await
         .map_err(|err| match err.kind {
             InferErrorKind::OutOfMemory => JobError::Transient(ErrorCode::Oom, err.message),
@@ -252,6 +251,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
         })
         .collect();
     let mp4 = tokio::task::spawn_blocking(move || encoder.encode(&frames, fps))
+        .instrument(info_span!("encode"))
         .await
         .map_err(|err| JobError::Transient(ErrorCode::Internal, format!("encode task: {err}")))?
         .map_err(media_error)?;
@@ -262,23 +262,87 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     shared
         .store
         .put(&output, body_from_bytes(mp4))
+        .instrument(info_span!("store video", video_bytes = size))
         .await
         .map_err(|err| store_error("store video", err))?;
     stages.store_ms = ms(started.elapsed());
     finish(shared, delivery, job, &input, &output, size, stages).await
 }
 
+/// Gets the sealed photo, checks it against its sha256, decodes and fits it to the model.
+async fn fetch(
+    shared: &Shared,
+    job: &GenerateJob,
+    input: &ObjectKey,
+    width: u32,
+    height: u32,
+) -> Result<RgbImage, JobError> {
+    let body = shared
+        .store
+        .get(input)
+        .await
+        .map_err(|err| store_error("get photo", err))?;
+    let photo = read_to_end(body, shared.config.max_photo_bytes)
+        .await
+        .map_err(|err| store_error("read photo", err))?;
+    let digest: [u8; 32] = Sha256::digest(&*photo).into();
+    if Sha256Hex::from_digest(&digest) != job.input.sha256 {
+        return Err(JobError::Terminal(
+            ErrorCode::BadImage,
+            "photo does not match its sha256".into(),
+        ));
+    }
+    let limits = shared.config.intake_limits;
+    tokio::task::spawn_blocking(move || -> Result<RgbImage, MediaError> {
+        let image = decode(&photo, &limits)?;
+        drop(photo); // the encoded photo is zeroized as soon as it is decoded
+        fit(&image, width, height, FitMode::Cover)
+    })
+    .await
+    .map_err(|err| JobError::Transient(ErrorCode::Internal, format!("decode task: {err}")))?
+    .map_err(media_error)
+}
+
+fn event_name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::Started => "started",
+        EventKind::Progress { .. } => "progress",
+        EventKind::Succeeded { .. } => "succeeded",
+        EventKind::Failed { .. } => "failed",
+        EventKind::InputDeleted => "input_deleted",
+        EventKind::Cancelled => "cancelled",
+        EventKind::Unknown => "unknown",
+    }
+}
+
 /// Publishes an event the job must not go on without (its confirm is awaited).
 async fn report(shared: &Shared, job: &GenerateJob, kind: EventKind) -> Result<(), JobError> {
+    let span = info_span!("report event", event = event_name(&kind));
     shared
         .events
         .send(vec![event(shared, job, kind)])
+        .instrument(span)
         .await
         .map_err(|err| JobError::Transient(ErrorCode::Unavailable, err.to_string()))
 }
 
 /// The video is durable: say so, delete the photo, say that, ack.
 async fn finish(
+    shared: &Shared,
+    delivery: &Delivery,
+    job: &GenerateJob,
+    input: &ObjectKey,
+    output: &ObjectKey,
+    size: u64,
+    stages: StageDurations,
+) -> Result<Outcome, JobError> {
+    let span = info_span!("finish");
+    finish_stages(shared, delivery, job, input, output, size, stages)
+        .instrument(span)
+        .await
+}
+
+async fn finish_stages(
     shared: &Shared,
     delivery: &Delivery,
     job: &GenerateJob,
@@ -297,12 +361,15 @@ async fn finish(
     shared
         .store
         .delete(input)
+        .instrument(info_span!("delete photo"))
         .await
         .map_err(|err| store_error("delete photo", err))?;
+    shared.telemetry.photo_deleted(job.submitted_at);
     report(shared, job, EventKind::InputDeleted).await?;
     if let Err(err) = shared
         .broker
         .ack(std::slice::from_ref(&delivery.lease))
+        .instrument(info_span!("ack"))
         .await
     {
         // The video exists: a redelivery only finishes.
@@ -310,98 +377,4 @@ async fn finish(
         return Ok(Outcome::Abandoned);
     }
     Ok(Outcome::Succeeded)
-}
-
-/// Terminal failure: the photo goes at once, the ledger hears why, the job is acked.
-async fn fail(
-    shared: &Shared,
-    delivery: &Delivery,
-    job: &GenerateJob,
-    code: ErrorCode,
-    message: &str,
-) -> Outcome {
-    warn!(job_id = %job.job_id, %code, message, "job failed");
-    let input = ObjectKey::input(&job.account_id, job.job_id);
-    if let Err(err) = shared.store.delete(&input).await {
-        warn!(job_id = %job.job_id, error = %err, "photo not deleted; retrying the job later");
-        return retry(
-            shared,
-            delivery,
-            job,
-            ErrorCode::Unavailable,
-            "photo delete failed",
-        )
-        .await;
-    }
-    let message: String = message.chars().take(512).collect();
-    let events = vec![
-        event(
-            shared,
-            job,
-            EventKind::Failed {
-                code,
-                message,
-                retryable: false,
-            },
-        ),
-        event(shared, job, EventKind::InputDeleted),
-    ];
-    if shared.events.send(events).await.is_err() {
-        // Not acked: redelivered, and the redelivery fails the same way and reports it.
-        return Outcome::Abandoned;
-    }
-    match shared
-        .broker
-        .ack(std::slice::from_ref(&delivery.lease))
-        .await
-    {
-        Ok(()) => Outcome::Failed(code),
-        Err(_) => Outcome::Abandoned,
-    }
-}
-
-/// Transient failure: back to the broker after a growing delay, or to the dead letters once
-/// the attempts are used up (the photo stays for a replay; the janitor's age limit bounds it).
-async fn retry(
-    shared: &Shared,
-    delivery: &Delivery,
-    job: &GenerateJob,
-    code: ErrorCode,
-    message: &str,
-) -> Outcome {
-    let message: String = message.chars().take(512).collect();
-    let last = delivery.retries + 1 >= shared.config.max_attempts;
-    let _ = shared
-        .events
-        .send(vec![event(
-            shared,
-            job,
-            EventKind::Failed {
-                code,
-                message: message.clone(),
-                retryable: !last,
-            },
-        )])
-        .await;
-    if last {
-        warn!(job_id = %job.job_id, %code, message, "out of attempts: dead-lettering");
-        return match shared
-            .broker
-            .dead_letter(&delivery.lease, code.as_str())
-            .await
-        {
-            Ok(()) => Outcome::DeadLettered,
-            Err(_) => Outcome::Abandoned,
-        };
-    }
-    let delay = shared.config.retry_base_delay * 2u32.saturating_pow(delivery.retries.min(10));
-    warn!(job_id = %job.job_id, %code, message, delay_ms = delay.as_millis() as u64, "retrying later");
-    match shared
-        .broker
-        .nack(&delivery.lease, Nack::RetryAfter(delay))
-        .await
-    {
-        Ok(()) => Outcome::Retried,
-        Err(_) => Outcome::Abandoned,
-    }
 }

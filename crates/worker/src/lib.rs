@@ -10,13 +10,16 @@
 //! finish in-flight jobs within the grace period, report.
 //!
 //! Modules:
-//! - `job`: one job from delivery to ack, and the classification of its failures.
+//! - `job`: one job from delivery to ack, in a span per job and per stage.
+//! - `failure`: the classification of failures and how a failed job ends (terminal, retry,
+//!   dead letter).
 //! - `events`: job events batched across jobs, each job waiting for its confirm.
 //! - `submit`: [`job_for_photo`] and [`submit`], a photo handed to the fleet as ingest does.
 //! - `setup`: [`load_engine`], [`default_encoder`], [`device_label`]: what a process sets up.
 //! - `run` (this file): [`WorkerConfig`], [`run`], heartbeats, drain.
 
 mod events;
+mod failure;
 mod job;
 mod metrics;
 mod setup;

@@ -3,7 +3,7 @@
 //! ```text
 //! clip-worker serve [--config FILE] [--manifest FILE] [--worker-id ID] [--pool NAME] [--slots N]
 //!                   [--listen ADDR]   (serves /livez /readyz /metrics)
-//!                    [--broker-namespace NS]
+//!                    [--broker-namespace NS] [--log-format pretty|json]
 //! clip-worker embedded PHOTO OUT.mp4 [--motion PRESET] [--manifest FILE]
 //! ```
 //!
@@ -29,6 +29,7 @@ use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
     open_sealed, read_to_end,
 };
+use clipfleet_telemetry::{LogFormat, TelemetryOptions, init};
 use clipfleet_worker::{
     DEFAULT_MANIFEST, WorkerConfig, WorkerDeps, WorkerReadiness, WorkerTelemetry, default_encoder,
     device_label, job_for_photo, load_engine, run, run_observed, submit,
@@ -58,17 +59,24 @@ fn positional(args: &[String]) -> Vec<String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    tch::set_num_threads(1);
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let log_format = match flag(&args, "--log-format") {
+        Some(text) => LogFormat::parse(&text).context("--log-format is pretty or json")?,
+        None => LogFormat::Pretty,
+    };
+    // Logs, traces when OTEL_EXPORTER_OTLP_ENDPOINT is set, the fleet's pseudonym key; held
+    // to the end so queued spans are flushed.
+    let _telemetry = init(TelemetryOptions::from_env(
+        "clip-worker",
+        log_format,
+        &std::env::vars().collect(),
+    )?)?;
+    tch::set_num_threads(1);
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]).await,
         Some("embedded") => embedded(&args[1..]).await,
         _ => bail!(
-            "usage: clip-worker serve [--config FILE] [--manifest FILE] [--worker-id ID] [--pool NAME] [--slots N]\n       clip-worker embedded PHOTO OUT.mp4 [--motion PRESET] [--manifest FILE]"
+            "usage: clip-worker serve [--config FILE] [--manifest FILE] [--worker-id ID] [--pool NAME] [--slots N] [--log-format pretty|json]\n       clip-worker embedded PHOTO OUT.mp4 [--motion PRESET] [--manifest FILE]"
         ),
     }
 }

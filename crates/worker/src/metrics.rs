@@ -1,12 +1,13 @@
 //! The worker's metrics (`/metrics` on `clip-worker serve --listen`): jobs by outcome, stage
-//! durations, queue wait, forward passes by batch size, jobs in flight, and whether it drains.
+//! durations, queue wait, photo lifetime, forward passes by batch size, jobs in flight, and
+//! whether it drains.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use clipfleet_infer::Engine;
-use clipfleet_proto::StageDurations;
+use clipfleet_proto::{StageDurations, Timestamp};
 use clipfleet_telemetry::{Check, Readiness};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,12 +41,21 @@ fn seconds_histogram() -> Histogram {
     ])
 }
 
+/// Photo lifetimes reach the janitor's `input_max_age` (1 h by default, at most 24 h).
+fn lifetime_histogram() -> Histogram {
+    Histogram::new([
+        0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0, 86400.0,
+    ])
+}
+
 /// What a running worker reports: its metrics and whether it is draining.
 #[derive(Debug, Clone)]
 pub struct WorkerTelemetry {
     jobs: Family<OutcomeLabel, Counter>,
     stages: Family<StageLabel, Histogram>,
     queue_wait: Histogram,
+    /// The privacy promise as a number: submission to the photo's deletion.
+    photo_lifetime: Histogram,
     passes: Family<BatchLabel, Counter>,
     in_flight: Gauge,
     draining: Arc<AtomicBool>,
@@ -58,6 +68,7 @@ impl WorkerTelemetry {
             jobs: Family::default(),
             stages: Family::new_with_constructor(seconds_histogram),
             queue_wait: seconds_histogram(),
+            photo_lifetime: lifetime_histogram(),
             passes: Family::default(),
             in_flight: Gauge::default(),
             draining: Arc::new(AtomicBool::new(false)),
@@ -77,6 +88,11 @@ impl WorkerTelemetry {
             "queue_wait_seconds",
             "Time from submission to a worker starting the job",
             telemetry.queue_wait.clone(),
+        );
+        worker.register(
+            "photo_lifetime_seconds",
+            "Time from a job's submission to the deletion of its photo (success or terminal failure)",
+            telemetry.photo_lifetime.clone(),
         );
         worker.register(
             "forward_passes",
@@ -112,11 +128,9 @@ impl WorkerTelemetry {
     pub(crate) fn job_settled(&self, outcome: Option<&Outcome>) {
         self.in_flight.dec();
         let (outcome, code) = match outcome {
-            Some(Outcome::Succeeded) => ("succeeded", String::new()),
             Some(Outcome::Failed(code)) => ("failed", code.as_str().to_owned()),
-            Some(Outcome::Retried) => ("retried", String::new()),
-            Some(Outcome::DeadLettered) => ("dead_lettered", String::new()),
-            Some(Outcome::Abandoned) | None => ("abandoned", String::new()),
+            Some(outcome) => (outcome.as_str(), String::new()),
+            None => ("abandoned", String::new()),
         };
         self.jobs
             .get_or_create(&OutcomeLabel { outcome, code })
@@ -136,6 +150,13 @@ impl WorkerTelemetry {
                 .get_or_create(&StageLabel { stage })
                 .observe(secs(ms));
         }
+    }
+
+    /// The job's photo is deleted: how long it lived since submission.
+    pub(crate) fn photo_deleted(&self, submitted_at: Timestamp) {
+        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        self.photo_lifetime
+            .observe(now.saturating_since(submitted_at).as_secs_f64());
     }
 
     /// Brings the forward-pass counters up to the engine's own (called before each scrape

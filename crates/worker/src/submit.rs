@@ -77,6 +77,9 @@ pub async fn submit(
         )
         .await?;
     let topic = Topic::Jobs(job.pool.clone(), job.priority);
-    broker.publish(&topic, Outgoing::new(encode(job)?)).await?;
+    let mut outgoing = Outgoing::new(encode(job)?);
+    // As ingest does: the worker's job span continues the caller's trace, if there is one.
+    clipfleet_telemetry::inject_context(&tracing::Span::current(), &mut outgoing.headers);
+    broker.publish(&topic, outgoing).await?;
     Ok(())
 }
