@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use clipfleet_ledger::{DeletionReason, Ledger, LedgerErrorKind, NewDeletion, SubjectKind};
 use clipfleet_proto::{ErrorCode, JobId, Timestamp};
 use clipfleet_store::{DeleteFailure, ObjectKey, ObjectStore, StoreErrorKind, body_from_bytes};
+use clipfleet_telemetry::pseudonym;
 use futures_util::{StreamExt, stream};
 use tracing::{info, warn};
 
@@ -92,7 +93,7 @@ fn rows_deletion(account: &str, table: &str, reason: DeletionReason, actor: &str
 }
 
 fn note_failure(failed: &mut BTreeSet<ObjectKey>, failure: DeleteFailure, what: &str) {
-    warn!(key = %failure.key, kind = ?failure.kind, message = %failure.message, "{what} failed");
+    warn!(key = %failure.key.redacted(), kind = ?failure.kind, message = %failure.message, "{what} failed");
     failed.insert(failure.key);
 }
 
@@ -162,7 +163,7 @@ impl<'a> Executor<'a> {
         match self.store.still_stored(&attempted).await {
             Ok(still) => {
                 for key in still {
-                    warn!(key = %key, "object still stored after its delete");
+                    warn!(key = %key.redacted(), "object still stored after its delete");
                     failed.insert(key);
                 }
             }
@@ -260,11 +261,11 @@ impl<'a> Executor<'a> {
         match self.try_purge_account(purge, report).await {
             Ok(()) => {
                 report.accounts_purged += 1;
-                info!(account_id = %purge.account, rule = purge.rule.as_str(), "account purged");
+                info!(account = %pseudonym(purge.account.as_str()), rule = purge.rule.as_str(), "account purged");
             }
             Err(err) => {
                 report.failures += 1;
-                warn!(account_id = %purge.account, rule = purge.rule.as_str(), error = %err, "account purge incomplete");
+                warn!(account = %pseudonym(purge.account.as_str()), rule = purge.rule.as_str(), error = %err, "account purge incomplete");
             }
         }
     }

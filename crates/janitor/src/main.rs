@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use clipfleet_config::{Config, Scheme, env_from_process};
 use clipfleet_janitor::{Janitor, Policy, RunOptions, SweepOutcome, lifecycle_configuration, run};
+use clipfleet_telemetry::{LogFormat, TelemetryOptions, init};
 use tokio::net::TcpListener;
 
 /// clipfleet's retention engine.
@@ -69,13 +70,13 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs, traces when OTEL_EXPORTER_OTLP_ENDPOINT is set, the fleet's pseudonym key; held
+    // to the end so queued spans are flushed.
+    let _telemetry = init(TelemetryOptions::from_env(
+        "clip-janitor",
+        LogFormat::Pretty,
+        &std::env::vars().collect(),
+    )?)?;
     match cli.command {
         Command::Plan { config, output } => {
             let config = load(config.as_ref())?;
