@@ -5,7 +5,10 @@
 //! request goes through the same code paths as in a fleet of processes, only the transport of
 //! the broker and the store is in memory.
 //!
-//! The services stay independent (none depends on another); this crate sits above them.
+//! The services stay independent (none depends on another); this crate sits above them. Its
+//! tests (`tests/telemetry/`) hold what only the services together show: one trace per job from
+//! the upload through the queue to the worker's last event, and no personal data in anything
+//! the fleet logs or traces.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +51,8 @@ pub struct FleetOptions {
     pub manifest: PathBuf,
     /// Broker namespace (queue-name prefix), so fleets on one broker stay apart.
     pub broker_namespace: Option<String>,
+    /// How ingest runs (e.g. trusting `X-Forwarded-For`, as behind the app's proxy).
+    pub ingest: IngestOptions,
 }
 
 impl FleetOptions {
@@ -61,6 +66,7 @@ impl FleetOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             manifest: PathBuf::from(DEFAULT_MANIFEST),
             broker_namespace: None,
+            ingest: IngestOptions::default(),
         })
     }
 }
@@ -148,7 +154,7 @@ impl Fleet {
                 ledger: ledger.clone(),
                 manifest,
             },
-            IngestOptions::default(),
+            options.ingest.clone(),
         )
         .await?;
         let listener = tokio::net::TcpListener::bind(options.listen)
