@@ -12,7 +12,7 @@ mod pg;
 mod rabbit;
 
 pub use images::png_claiming;
-pub use models::{repo_root, small_noop_manifest};
+pub use models::{repo_root, small_noop_entry, small_noop_manifest};
 pub use pg::PgSchema;
 pub use rabbit::PrivateRabbit;
 

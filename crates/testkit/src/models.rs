@@ -9,6 +9,22 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The `noop` entry of `models/manifest.toml` (the text after its `[[model]]` line) at 64×64,
+/// 8 frames at 8 fps: for manifests that tests write.
+pub fn small_noop_entry() -> String {
+    let real = std::fs::read_to_string(repo_root().join("models/manifest.toml"))
+        .expect("read the manifest");
+    real.split("[[model]]")
+        .find(|block| block.contains("name = \"noop\""))
+        .expect("the manifest has a noop entry")
+        .replace(
+            "input = { width = 256, height = 256 }",
+            "input = { width = 64, height = 64 }",
+        )
+        .replace("frames = 16", "frames = 8")
+        .replace("fps = 16", "fps = 8")
+}
+
 /// Writes `models/manifest.toml`'s `noop` entry at 64×64, 8 frames at 8 fps, with its model
 /// file, into a fresh temp dir named after `tag`; returns the manifest path. A config's pool
 /// serves it with `model = "noop"`, `model_version = "1"`.
@@ -17,17 +33,7 @@ pub fn small_noop_manifest(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the manifest dir");
     let models = repo_root().join("models");
-    let real = std::fs::read_to_string(models.join("manifest.toml")).expect("read the manifest");
-    let noop = real
-        .split("[[model]]")
-        .find(|block| block.contains("name = \"noop\""))
-        .expect("the manifest has a noop entry")
-        .replace(
-            "input = { width = 256, height = 256 }",
-            "input = { width = 64, height = 64 }",
-        )
-        .replace("frames = 16", "frames = 8")
-        .replace("fps = 16", "fps = 8");
+    let noop = small_noop_entry();
     std::fs::write(
         dir.join("manifest.toml"),
         format!("version = 1\n[[model]]{noop}"),

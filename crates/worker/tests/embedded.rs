@@ -46,16 +46,7 @@ fn manifest(tag: &str) -> PathBuf {
         )
         .replace("frames = 48", &format!("frames = {FRAMES}"));
     // A second model of another shape, so jobs of different shapes share the workers.
-    let noop = real
-        .split("[[model]]")
-        .find(|b| b.contains("name = \"noop\""))
-        .expect("noop entry")
-        .replace(
-            "input = { width = 256, height = 256 }",
-            "input = { width = 64, height = 64 }",
-        )
-        .replace("frames = 16", "frames = 8")
-        .replace("fps = 16", "fps = 8");
+    let noop = clipfleet_testkit::small_noop_entry();
     std::fs::write(
         dir.join("manifest.toml"),
         format!("version = 1\n[[model]]{block}[[model]]{noop}"),
