@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/install-system-deps.sh - installs the system packages the build and tests need and a
-# fresh machine lacks: ffmpeg/ffprobe (crates/media's encoder and its ffprobe checks) and
-# libheif-dev (crates/media's `heic` feature). Idempotent: installs only what is missing and
+# fresh machine lacks: ffmpeg/ffprobe (crates/media's encoder and its ffprobe checks),
+# libheif-dev (crates/media's `heic` feature) and nasm (openh264's SIMD kernels: without it
+# the crate builds only its plain C fallbacks). Idempotent: installs only what is missing and
 # refreshes the package index only then. Debian/Ubuntu (apt); needs root or sudo.
 set -euo pipefail
-packages=(ffmpeg libheif-dev)
+packages=(ffmpeg libheif-dev nasm)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,6 +1,7 @@
 //! Media on the worker's CPU budget: decoding a 12 MP phone JPEG and fitting it to a 512² model
 //! input (zune-jpeg strict + EOI walk + fast_image_resize), and encoding a 48-frame 512² clip
-//! with each encoder (DESIGN.md §7 measured ~0.7 s CPU for x264 veryfast, ~0.2 s for openh264).
+//! and smaller ones with each encoder (DESIGN.md §7 measured ~0.7 s CPU for x264 veryfast, ~0.2 s
+//! for openh264 at 512²; small clips show the cost of a process per clip).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -37,14 +38,17 @@ fn photo_jpeg() -> Vec<u8> {
     out
 }
 
-/// 48 frames of 512²: a gradient panning and a square moving, like a model's zoom/pan output.
-fn clip() -> Vec<RgbImage> {
-    (0..48u32)
+/// `frames` frames of `side`²: a gradient panning and a square moving, like a model's zoom/pan
+/// output.
+fn clip(side: u32, frames: u32) -> Vec<RgbImage> {
+    let square = side / 8;
+    (0..frames)
         .map(|t| {
-            let mut data = Vec::with_capacity(512 * 512 * 3);
-            for y in 0..512u32 {
-                for x in 0..512u32 {
-                    let inside = (t * 8..t * 8 + 64).contains(&x) && (200..264).contains(&y);
+            let mut data = Vec::with_capacity((side * side * 3) as usize);
+            for y in 0..side {
+                for x in 0..side {
+                    let inside = (t * side / 64..t * side / 64 + square).contains(&x)
+                        && (side * 2 / 5..side * 2 / 5 + square).contains(&y);
                     if inside {
                         data.extend_from_slice(&[230, 40, 40]);
                     } else {
@@ -56,7 +60,7 @@ fn clip() -> Vec<RgbImage> {
                     }
                 }
             }
-            RgbImage::new(512, 512, data).expect("frame")
+            RgbImage::new(side, side, data).expect("frame")
         })
         .collect()
 }
@@ -82,23 +86,27 @@ fn intake(c: &mut Criterion) {
     group.finish();
 }
 
+/// Both encoders on the model's full clip and on small ones: where a process spawn per clip
+/// stops paying for x264's smaller files (the worker's `SizeRoutedEncoder` threshold).
 fn encode(c: &mut Criterion) {
-    let frames = clip();
     let encoders: Vec<Box<dyn VideoEncoder>> = vec![
         Box::new(FfmpegEncoder::detect().expect("ffmpeg with libx264")),
         Box::new(Openh264Encoder),
     ];
-    let mut group = c.benchmark_group("encode 48 frames 512x512 at 24 fps");
-    group.sample_size(10);
-    for encoder in &encoders {
-        let bytes = encoder.encode(&frames, 24).expect("encode").len();
-        // Criterion prints timings only; the size is the other half of the trade-off.
-        println!("{}: {bytes} bytes", encoder.name());
-        group.bench_function(encoder.name(), |b| {
-            b.iter(|| encoder.encode(black_box(&frames), 24).expect("encode"));
-        });
+    for (side, count, samples) in [(512, 48, 10), (256, 16, 20), (128, 12, 30), (64, 4, 50)] {
+        let frames = clip(side, count);
+        let mut group = c.benchmark_group(format!("encode {count} frames {side}x{side} at 24 fps"));
+        group.sample_size(samples);
+        for encoder in &encoders {
+            let bytes = encoder.encode(&frames, 24).expect("encode").len();
+            // Criterion prints timings only; the size is the other half of the trade-off.
+            println!("{side}x{side}x{count} {}: {bytes} bytes", encoder.name());
+            group.bench_function(encoder.name(), |b| {
+                b.iter(|| encoder.encode(black_box(&frames), 24).expect("encode"));
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, intake, encode);

@@ -89,33 +89,39 @@ impl I420 {
     pub(crate) fn fill(&mut self, frame: &RgbImage) {
         let (width, height) = (frame.width as usize, frame.height as usize);
         let (half_width, half_height) = (width / 2, height / 2);
-        self.y.clear();
-        self.u.clear();
-        self.v.clear();
-        self.y.reserve(width * height);
-        for px in frame.data.chunks_exact(3) {
+        // Sized once and written by index: no per-sample push, and loops the compiler can
+        // unroll (this runs for every frame of every clip).
+        self.y.resize(width * height, 0);
+        self.u.resize(half_width * half_height, 0);
+        self.v.resize(half_width * half_height, 0);
+        for (luma, px) in self.y.iter_mut().zip(frame.data.chunks_exact(3)) {
             let (r, g, b) = (i32::from(px[0]), i32::from(px[1]), i32::from(px[2]));
-            let luma = ((Y_R * r + Y_G * g + Y_B * b + 32_768) >> 16) + 16;
-            self.y.push(luma as u8);
+            *luma = (((Y_R * r + Y_G * g + Y_B * b + 32_768) >> 16) + 16) as u8;
         }
         let stride = width * 3;
-        for row in 0..half_height {
-            let top = &frame.data[2 * row * stride..(2 * row + 1) * stride];
-            let bottom = &frame.data[(2 * row + 1) * stride..(2 * row + 2) * stride];
-            for col in 0..half_width {
-                let at = col * 6;
+        let rows = frame.data.chunks_exact(2 * stride);
+        let chroma_rows = self
+            .u
+            .chunks_exact_mut(half_width)
+            .zip(self.v.chunks_exact_mut(half_width));
+        for (pair, (u_row, v_row)) in rows.zip(chroma_rows) {
+            let (top, bottom) = pair.split_at(stride);
+            let quads = top.chunks_exact(6).zip(bottom.chunks_exact(6));
+            for ((upper, lower), (cb_out, cr_out)) in
+                quads.zip(u_row.iter_mut().zip(v_row.iter_mut()))
+            {
                 let sum = |c: usize| {
-                    i32::from(top[at + c])
-                        + i32::from(top[at + 3 + c])
-                        + i32::from(bottom[at + c])
-                        + i32::from(bottom[at + 3 + c])
+                    i32::from(upper[c])
+                        + i32::from(upper[3 + c])
+                        + i32::from(lower[c])
+                        + i32::from(lower[3 + c])
                 };
                 // The 2x2 average, kept at 4x scale (>> 18 instead of >> 16) for precision.
                 let (r, g, b) = (sum(0), sum(1), sum(2));
                 let cb = ((U_R * r + U_G * g + U_B * b + 131_072) >> 18) + 128;
                 let cr = ((V_R * r + V_G * g + V_B * b + 131_072) >> 18) + 128;
-                self.u.push(cb.clamp(16, 240) as u8);
-                self.v.push(cr.clamp(16, 240) as u8);
+                *cb_out = cb.clamp(16, 240) as u8;
+                *cr_out = cr.clamp(16, 240) as u8;
             }
         }
     }

@@ -9,7 +9,8 @@
 //! Output is MP4 (H.264, yuv420p, BT.709-tagged, moov before mdat) through one
 //! [`VideoEncoder`] trait with two encoders: [`FfmpegEncoder`] (the `ffmpeg` CLI with libx264,
 //! smallest files) and [`Openh264Encoder`] (in-process openh264 + muxide, no runtime
-//! dependency). Both are held to the same ffprobe checks in `tests/encoders.rs`.
+//! dependency). Both are held to the same ffprobe checks in `tests/encoders.rs`;
+//! [`SizeRoutedEncoder`] sends small clips to one and the rest to the other.
 //!
 //! Modules:
 //! - `error`: [`MediaError`] and [`MediaErrorKind`].
@@ -23,6 +24,7 @@
 //! - `encoder`: the [`VideoEncoder`] trait, frame checks, RGB → BT.709 I420.
 //! - `ffmpeg`: [`FfmpegEncoder`].
 //! - `h264`: [`Openh264Encoder`].
+//! - `routed`: [`SizeRoutedEncoder`], small clips to one encoder and the rest to another.
 
 mod encoder;
 mod error;
@@ -34,6 +36,7 @@ mod heic;
 mod intake;
 mod jpeg;
 mod limits;
+mod routed;
 mod sniff;
 
 pub use encoder::{MAX_FPS, MAX_FRAMES, MAX_VIDEO_SIDE_PX, VideoEncoder};
@@ -44,4 +47,5 @@ pub use frame::RgbImage;
 pub use h264::Openh264Encoder;
 pub use intake::{ImageInfo, decode, probe};
 pub use limits::Limits;
+pub use routed::{DEFAULT_SMALL_CLIP_PIXELS, SizeRoutedEncoder};
 pub use sniff::{ImageFormat, sniff};

@@ -226,3 +226,37 @@ fn a_failing_ffmpeg_reports_its_stderr() {
     assert_eq!(err.kind, MediaErrorKind::EncoderFailed);
     assert!(err.message.contains("no space left on device"), "{err}");
 }
+
+#[test]
+fn openh264_reuses_its_encoder_and_every_clip_still_decodes_on_its_own() {
+    // The same thread, the same size: the second and third clips come from the encoder that
+    // wrote the first. Each must start with its own IDR frame, or ffmpeg cannot decode frame 0
+    // without the previous clip (and the pixel checks below fail).
+    let forward = frames();
+    let mut backward = forward.clone();
+    backward.reverse();
+    let dir = tempfile::tempdir().unwrap();
+    for (round, clip) in [&backward, &forward, &forward].into_iter().enumerate() {
+        let mp4 = Openh264Encoder.encode(clip, FPS).unwrap();
+        let path = dir.path().join(format!("clip-{round}.mp4"));
+        std::fs::write(&path, &mp4).unwrap();
+        let probe = ffprobe(&path);
+        assert_eq!(
+            probe["streams"][0]["nb_read_frames"],
+            FRAMES.to_string(),
+            "clip {round}"
+        );
+        let rgb = first_frame_rgb(&path);
+        let left = if round == 0 {
+            (FRAMES as u32 - 1) * 3
+        } else {
+            0
+        };
+        let i = ((48 * WIDTH + left + 12) * 3) as usize;
+        let [r, g, b] = [rgb[i], rgb[i + 1], rgb[i + 2]];
+        assert!(
+            r > 200 && g < 60 && b < 60,
+            "clip {round}: the square's centre is {r},{g},{b}"
+        );
+    }
+}
