@@ -1,18 +1,15 @@
 //! Job events, batched across jobs: every broker message costs the broker about as much as a
-//! job, so events of concurrent jobs share one `EventBatch` message. A job waits for the
+//! job, so events of concurrent jobs share one `EventBatch` message (group commit: what arrives
+//! while one batch is being confirmed goes out in the next). A job waits for the
 //! confirm of the batch its events went out in before it moves on (acks only after its
 //! `succeeded` is durable).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clipfleet_broker::{Broker, BrokerError, BrokerErrorKind, Outgoing, Topic};
 use clipfleet_proto::{EventBatch, JobEvent, MAX_EVENTS_PER_BATCH, SCHEMA_VERSION, encode};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
-
-/// How long the sink waits for more events before publishing a batch.
-const LINGER: Duration = Duration::from_millis(5);
 
 type Waiter = oneshot::Sender<Result<(), BrokerError>>;
 
@@ -50,32 +47,37 @@ impl EventSink {
     }
 }
 
+/// Group commit: one batch in flight at a time; whatever arrived while it was being confirmed
+/// goes out together in the next. An idle worker's event leaves at once (no lingering for
+/// company); under load batches grow with the confirm's round trip, so messages per job fall
+/// as throughput rises. One batch in flight also keeps every job's events in order.
 async fn publish_loop(
     broker: Arc<dyn Broker>,
     mut pending: mpsc::Receiver<(Vec<JobEvent>, Waiter)>,
 ) {
-    while let Some(first) = pending.recv().await {
-        let mut events = first.0;
-        let mut waiters = vec![first.1];
-        let deadline = tokio::time::Instant::now() + LINGER;
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match pending.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let (mut events, first_waiter): (Vec<JobEvent>, Waiter) = first;
+        let mut waiters = vec![first_waiter];
         while events.len() < MAX_EVENTS_PER_BATCH {
-            match tokio::time::timeout_at(deadline, pending.recv()).await {
-                Ok(Some((more, waiter))) if events.len() + more.len() <= MAX_EVENTS_PER_BATCH => {
+            match pending.try_recv() {
+                Ok((more, waiter)) if events.len() + more.len() <= MAX_EVENTS_PER_BATCH => {
                     events.extend(more);
                     waiters.push(waiter);
                 }
-                Ok(Some((more, waiter))) => {
-                    // Would overflow the batch: publish what we have, this one next round.
-                    flush(
-                        broker.as_ref(),
-                        std::mem::take(&mut events),
-                        std::mem::take(&mut waiters),
-                    )
-                    .await;
-                    events = more;
-                    waiters = vec![waiter];
+                // Would overflow the batch: it leads the next one.
+                Ok(next) => {
+                    carried = Some(next);
+                    break;
                 }
-                Ok(None) | Err(_) => break,
+                Err(_) => break,
             }
         }
         flush(broker.as_ref(), events, waiters).await;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
-use clipfleet_media::{FfmpegEncoder, Openh264Encoder, VideoEncoder};
+use clipfleet_media::{
+    DEFAULT_SMALL_CLIP_PIXELS, FfmpegEncoder, Openh264Encoder, SizeRoutedEncoder, VideoEncoder,
+};
 
 /// The repository's model manifest, where a process built from this checkout finds it.
 pub const DEFAULT_MANIFEST: &str =
@@ -21,10 +23,16 @@ pub fn load_engine(manifest: &Path) -> anyhow::Result<(Engine, Vec<ModelSpec>)> 
     Ok((Engine::start(registry, EngineConfig::default())?, models))
 }
 
-/// ffmpeg/x264 where ffmpeg is installed, otherwise openh264 + muxide in-process.
+/// Where ffmpeg is installed, ffmpeg/x264 for clips over [`DEFAULT_SMALL_CLIP_PIXELS`] (its
+/// files are smaller) and openh264 in-process below (a process per clip costs more than such a
+/// clip's whole encode); without ffmpeg, openh264 for everything.
 pub fn default_encoder() -> Arc<dyn VideoEncoder> {
     match FfmpegEncoder::detect() {
-        Ok(ffmpeg) => Arc::new(ffmpeg),
+        Ok(ffmpeg) => Arc::new(SizeRoutedEncoder::new(
+            Arc::new(Openh264Encoder),
+            Arc::new(ffmpeg),
+            DEFAULT_SMALL_CLIP_PIXELS,
+        )),
         Err(_) => Arc::new(Openh264Encoder),
     }
 }
