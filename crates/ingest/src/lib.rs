@@ -9,6 +9,7 @@
 //!
 //! Modules:
 //! - `service`: [`Ingest`] (state, router, serve) and [`IngestDeps`], [`IngestOptions`].
+//! - `http`: the HTTP/1 server loop (bounded read buffers, connect info, graceful stop).
 //! - `submit`: `POST /v1/jobs`.
 //! - `jobs`: `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/video` (ranges), `DELETE /v1/jobs/{id}`.
 //! - `accounts`: `/v1/accounts…` (create, update, terminate, erasure).
@@ -26,6 +27,7 @@ mod auth;
 mod client;
 mod error;
 mod events;
+mod http;
 mod jobs;
 mod metrics;
 mod range;

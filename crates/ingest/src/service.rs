@@ -1,6 +1,5 @@
 //! The ingest service: its shared state, its router and its lifetime.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,13 +204,7 @@ impl Ingest {
             let stop_rx = stop_rx.clone();
             tokio::spawn(async move { ingest.consume_events(stop_rx).await })
         };
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let mut http_stop = stop_rx.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|stop| *stop).await;
-        });
+        let server = tokio::spawn(crate::http::serve(listener, self.router(), stop_rx));
         let signal = tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
