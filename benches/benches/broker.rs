@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clipfleet_benches::{env_usize, median};
 use clipfleet_broker::{
     AmqpBroker, Broker, BrokerOptions, InMemoryBroker, Outgoing, PoolSpec, QueueRef, Receive, Topic,
 };
@@ -29,13 +30,6 @@ const BODY_BYTES: usize = 200;
 const WINDOW: usize = 64;
 /// Consumer prefetch (both contenders).
 const PREFETCH: u16 = 256;
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A 200-byte body whose first 8 bytes are the send time (ns since `epoch`).
 fn body(epoch: Instant) -> Vec<u8> {
@@ -71,11 +65,6 @@ fn summarize(count: usize, elapsed: Duration, mut latencies: Vec<u32>) -> Run {
         p50_us: pick(0.5),
         p99_us: pick(0.99),
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 async fn raw_lapin(url: &str, count: usize) -> Run {

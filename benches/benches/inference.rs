@@ -12,25 +12,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use clipfleet_benches::{env_usize, median};
 use clipfleet_infer::{
     Device, Engine, EngineConfig, GenerateRequest, ModelRegistry, RgbFrame, VideoModel,
 };
 use tch::{Kind, Tensor};
 
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn manifest() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/manifest.toml")
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn request(model: &str, size: u32, frames: u32, seed: usize) -> GenerateRequest {

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clipfleet_benches::{env_usize, median};
 use clipfleet_janitor::{
     AfterDelete, ExecuteOptions, Executor, Janitor, LockSpec, ObjectDeletion, Policy, Rule,
 };
@@ -30,18 +31,6 @@ use clipfleet_store::{
 use clipfleet_testkit::{aws_sdk_config, postgres_url, unique_name};
 use futures_util::{StreamExt, stream};
 use sqlx::Connection;
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn policy() -> Policy {
     Policy {

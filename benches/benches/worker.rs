@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use clipfleet_benches::{env_usize, median};
 use clipfleet_broker::{
     Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
 };
@@ -40,18 +41,6 @@ use clipfleet_store::{
 use clipfleet_worker::{WorkerConfig, WorkerDeps, default_encoder, job_for_photo, run, submit};
 use futures_util::StreamExt;
 use tch::{Kind, Tensor};
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 /// A store whose every call takes `delay` longer: slow object storage.
 #[derive(Debug)]
