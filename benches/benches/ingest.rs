@@ -1,11 +1,16 @@
 //! Ingest throughput and memory: submissions per second of 200 KB JPEGs at 100 concurrent
-//! uploads, and the `clip-ingest` process's peak RSS, on embedded defaults (SQLite, the
-//! in-process broker, a sealed store in local files so stored photos do not count as ingest's
-//! memory) and, with `CLIPFLEET_BENCH_REAL=1`, on the real services (PostgreSQL, RabbitMQ, the
-//! S3 emulator; `eval "$(bash scripts/emulator.sh env)"` first).
+//! uploads, and the `clip-ingest` process's peak RSS, on embedded defaults (SQLite in memory, the
+//! in-process broker, a sealed store) and, with `CLIPFLEET_BENCH_REAL=1`, on the real services
+//! (PostgreSQL, RabbitMQ, the S3 emulator; `eval "$(bash scripts/emulator.sh env)"` first).
 //!
-//! `CLIPFLEET_BENCH_STORE=memory` keeps the embedded default's in-memory store instead: faster,
-//! but every stored photo then counts in the RSS (no worker deletes them in this bench).
+//! Where the embedded run keeps the photos, `CLIPFLEET_BENCH_STORE`:
+//! - `tmpfs` (default): a sealed file store in `/dev/shm`. Memory, like the embedded default's
+//!   in-memory store, but outside the ingest process, so the RSS is ingest's own and does not
+//!   grow with the photos no worker deletes in this bench.
+//! - `memory`: the embedded default's in-memory store itself; every stored photo then counts
+//!   in the RSS.
+//! - `disk`: a sealed file store under the system temp dir: adds the filesystem's cost of two
+//!   fsyncs and a rename per photo (on this machine's ext4 that, not ingest, is the limit).
 //!
 //! It runs the real binary (build it first: `cargo build --release -p clipfleet-ingest`) as a
 //! process of its own, so the RSS is ingest's alone, and cleans up what the run stored.
@@ -29,24 +34,29 @@ fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
     let real = std::env::var("CLIPFLEET_BENCH_REAL").as_deref() == Ok("1");
+    let store = std::env::var("CLIPFLEET_BENCH_STORE").unwrap_or_else(|_| "tmpfs".into());
     let photo = photo_of_about(200_000);
     println!(
         "ingest bench: {jobs} submissions of a {} byte JPEG, {CONCURRENCY} concurrent, {}",
         photo.len(),
         if real {
-            "real services (PostgreSQL, RabbitMQ, S3 emulator)"
+            "real services (PostgreSQL, RabbitMQ, S3 emulator)".to_owned()
         } else {
-            "embedded defaults (SQLite, in-process broker, sealed local files)"
+            format!("embedded defaults (SQLite, in-process broker, sealed store: {store})")
         }
     );
-    let dir = tempfile::tempdir()?;
+    let dir = match store.as_str() {
+        "tmpfs" if std::path::Path::new("/dev/shm").is_dir() => tempfile::tempdir_in("/dev/shm")?,
+        "tmpfs" | "disk" | "memory" => tempfile::tempdir()?,
+        other => anyhow::bail!("CLIPFLEET_BENCH_STORE={other:?}: tmpfs, memory or disk"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     if real {
         runtime.block_on(prepare_real())?;
     }
-    let (mut child, addr) = spawn_ingest(real, dir.path())?;
+    let (mut child, addr) = spawn_ingest(real, (store != "memory").then_some(dir.path()))?;
     let result = runtime.block_on(load(&addr, photo, jobs, child.id()));
     let _ = child.kill();
     let _ = child.wait();
@@ -77,7 +87,8 @@ fn photo_of_about(bytes: usize) -> Vec<u8> {
 const BENCH_BUCKET: &str = "clipfleet-bench-ingest";
 const BENCH_NAMESPACE: &str = "clip-bench";
 
-fn spawn_ingest(real: bool, dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
+/// Starts `clip-ingest`; on embedded defaults it keeps photos in files under `dir` if given.
+fn spawn_ingest(real: bool, dir: Option<&std::path::Path>) -> anyhow::Result<(Child, String)> {
     let exe = std::env::current_exe()?;
     let binary = exe
         .parent()
@@ -100,7 +111,7 @@ fn spawn_ingest(real: bool, dir: &std::path::Path) -> anyhow::Result<(Child, Str
             .env("CLIPFLEET_BROKER__URL", clipfleet_testkit::amqp_url())
             .env("CLIPFLEET_STORE__URL", format!("s3://{BENCH_BUCKET}"))
             .env("CLIPFLEET_LEDGER__URL", clipfleet_testkit::postgres_url());
-    } else if std::env::var("CLIPFLEET_BENCH_STORE").as_deref() != Ok("memory") {
+    } else if let Some(dir) = dir {
         command.env("CLIPFLEET_STORE__URL", format!("file://{}", dir.display()));
     }
     let mut child = command.spawn()?;

@@ -13,7 +13,8 @@
 //! publisher's. Environment: BENCH_JOBS (overlap, default 96), BENCH_DISPATCH_JOBS (default
 //! 3000), BENCH_SIZE (model input side, default 128), BENCH_ROUNDS (default 3), BENCH_SLOTS
 //! (jobs a worker holds, default 64), BENCH_DISPATCH_BATCH (engine max batch for `noop`,
-//! default 32 as in the manifest; `cost` runs at 8).
+//! default 32 as in the manifest; `cost` runs at 8), BENCH_ONLY (`overlap` or `dispatch`: that
+//! part alone, e.g. under a profiler).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -293,6 +294,16 @@ fn main() {
         .build()
         .expect("runtime");
 
+    let only = std::env::var("BENCH_ONLY").ok();
+    if only.as_deref() != Some("dispatch") {
+        overlap(&runtime, jobs, side, rounds);
+    }
+    if only.as_deref() != Some("overlap") {
+        dispatch(&runtime, dispatch_jobs, rounds);
+    }
+}
+
+fn overlap(runtime: &tokio::runtime::Runtime, jobs: usize, side: u32, rounds: usize) {
     let cost = manifest("cost", side, None);
     let (mut through, mut bare) = (Vec::new(), Vec::new());
     let mut frames = 0;
@@ -334,7 +345,9 @@ fn main() {
         "overlap ({jobs} cost jobs, {side}x{side}, {frames} frames, batch 8, store +20 ms per call): worker {through:.2} jobs/s vs bare forward {bare:.2} jobs/s (medians); median per-round ratio {:.1} %",
         100.0 * ratio
     );
+}
 
+fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usize) {
     let noop = manifest("noop", 64, Some(4));
     let mut rates = Vec::new();
     let mut messages = 0.0;
