@@ -13,7 +13,9 @@
 //! publisher's. Environment: BENCH_JOBS (overlap, default 96), BENCH_DISPATCH_JOBS (default
 //! 3000), BENCH_SIZE (model input side, default 128), BENCH_ROUNDS (default 3), BENCH_SLOTS
 //! (jobs a worker holds, default 64), BENCH_DISPATCH_BATCH (engine max batch for `noop`,
-//! default 32 as in the manifest; `cost` runs at 8), BENCH_ONLY (`overlap` or `dispatch`: that
+//! default 32 as in the manifest; `cost` runs at 8), BENCH_DISPATCH_SIZE and
+//! BENCH_DISPATCH_FRAMES (`noop`'s input side and frames, default 64 and 4; 16 and 1 leave
+//! little but the per-job overhead), BENCH_ONLY (`overlap` or `dispatch`: that
 //! part alone, e.g. under a profiler).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
@@ -348,7 +350,9 @@ fn overlap(runtime: &tokio::runtime::Runtime, jobs: usize, side: u32, rounds: us
 }
 
 fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usize) {
-    let noop = manifest("noop", 64, Some(4));
+    let side = env_usize("BENCH_DISPATCH_SIZE", 64) as u32;
+    let frames = env_usize("BENCH_DISPATCH_FRAMES", 4) as u32;
+    let noop = manifest("noop", side, Some(frames));
     let mut rates = Vec::new();
     let mut messages = 0.0;
     let mut lifetimes = Vec::new();
@@ -368,7 +372,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
             engine,
             models,
             dispatch_jobs,
-            64,
+            side,
         ));
         println!(
             "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job",
@@ -383,7 +387,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
     }
     lifetimes.sort_unstable();
     println!(
-        "dispatch ({dispatch_jobs} noop jobs 64x64x4 through RabbitMQ quorum queues, one worker, events included): {:.0} jobs/s, {messages:.3} broker messages per job",
+        "dispatch ({dispatch_jobs} noop jobs {side}x{side}x{frames} through RabbitMQ quorum queues, one worker, events included): {:.0} jobs/s, {messages:.3} broker messages per job",
         median(rates)
     );
     println!(
