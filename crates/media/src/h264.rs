@@ -14,7 +14,8 @@ use muxide::api::{MuxerBuilder, VideoCodec};
 use openh264::OpenH264API;
 use openh264::Timestamp;
 use openh264::encoder::{
-    Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode, VuiConfig,
+    Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
+    VuiConfig,
 };
 use openh264::formats::YUVSlices;
 
@@ -28,6 +29,11 @@ use crate::{MediaError, MediaErrorKind, RgbImage, VideoEncoder};
 /// overshoots anyway. Measured on a 48-frame 512² clip: 2 Mbit/s mode gave 154 KB at 44.2 dB
 /// PSNR in 0.41 s, QP 26 gives 53 KB at 42.1 dB in 0.29 s (x264 veryfast crf 23: 31 KB). The
 /// crate exposes no other fixed QP, hence no knob.
+///
+/// Low complexity, with scene-change detection, background detection and adaptive quantisation
+/// off (a constant QP needs none of them): on a 48-frame 512² zoom over the sample photo the
+/// same 35.0 dB PSNR in 36.8 KB instead of 41.7 KB, and the media bench's encodes 28-31 %
+/// faster (512²×48 98 → 71 ms, 256²×16 9.8 → 6.8 ms, 64²×4 165 → 130 µs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Openh264Encoder;
 
@@ -58,6 +64,10 @@ fn encoder_for(shape: Shape) -> Result<Encoder, MediaError> {
     let config = EncoderConfig::new()
         .max_frame_rate(FrameRate::from_hz(fps as f32))
         .rate_control_mode(RateControlMode::Off)
+        .complexity(Complexity::Low)
+        .scene_change_detect(false)
+        .background_detection(false)
+        .adaptive_quantization(false)
         // A skipped frame would leave the file a frame short.
         .skip_frames(false)
         // A keyframe every two seconds: seeking in longer clips stays cheap.
