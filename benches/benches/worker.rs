@@ -5,17 +5,21 @@
 //!   the device's rate the pipeline keeps when I/O is slow (the goal on a GPU node is ≥ 95 %;
 //!   here the "device" is the same two CPU cores that decode and encode);
 //! - **dispatch**: `noop` jobs end to end through RabbitMQ quorum queues with one worker, events
-//!   included, photos in the in-memory store; broker messages per job counted;
+//!   included, photos in the in-memory store; broker messages per job counted. By default the
+//!   photo is 16×16 and the clip one frame: every stage still runs (get, unseal, sha256, JPEG
+//!   decode, fit, batched inference, H.264 encode and MP4 mux, sealed put, events, delete, ack),
+//!   but its pixel work is negligible, so the rate is the per-job overhead's;
 //! - **photo lifetime** after success: `input_deleted` minus `succeeded`, p50/p99, from the
 //!   events of the dispatch run.
 //!
 //! Jobs are published before the worker starts, so the rate is the pipeline's, not the
 //! publisher's. Environment: BENCH_JOBS (overlap, default 96), BENCH_DISPATCH_JOBS (default
-//! 3000), BENCH_SIZE (model input side, default 128), BENCH_ROUNDS (default 3), BENCH_SLOTS
-//! (jobs a worker holds, default 64), BENCH_DISPATCH_BATCH (engine max batch for `noop`,
-//! default 32 as in the manifest; `cost` runs at 8), BENCH_DISPATCH_SIZE and
-//! BENCH_DISPATCH_FRAMES (`noop`'s input side and frames, default 64 and 4; 16 and 1 leave
-//! little but the per-job overhead), BENCH_ONLY (`overlap` or `dispatch`: that
+//! 3000), BENCH_SIZE (overlap's model input side, default 128), BENCH_ROUNDS (default 3),
+//! BENCH_SLOTS (jobs the overlap worker holds, default 64), BENCH_DISPATCH_SLOTS (the dispatch
+//! worker's, default 256; its prefetch follows, as in `clip-worker serve`),
+//! BENCH_DISPATCH_BATCH (engine max batch for `noop`, default 32 as in the manifest; `cost`
+//! runs at 8), BENCH_DISPATCH_SIZE and BENCH_DISPATCH_FRAMES (`noop`'s input side and frames,
+//! default 16 and 1; 64 and 4 add some pixel work), BENCH_ONLY (`overlap` or `dispatch`: that
 //! part alone, e.g. under a profiler).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
@@ -155,6 +159,12 @@ fn load(manifest: &Path, max_batch: usize) -> (Engine, Vec<ModelSpec>, ModelRegi
     (engine, models, registry)
 }
 
+fn worker_config(pool: PoolName, slots: usize) -> WorkerConfig {
+    let mut config = WorkerConfig::new(WorkerId::new("bench").expect("id"), pool);
+    config.slots = slots;
+    config
+}
+
 /// What one run through the worker measured.
 struct Run {
     jobs_per_s: f64,
@@ -170,6 +180,7 @@ async fn through_worker(
     models: Vec<ModelSpec>,
     jobs: usize,
     side: u32,
+    slots: usize,
 ) -> Run {
     let pool = PoolName::new("default").expect("pool");
     broker
@@ -195,8 +206,7 @@ async fn through_worker(
         .collect::<Vec<()>>()
         .await;
     println!("{jobs} jobs queued; the worker starts");
-    let mut config = WorkerConfig::new(WorkerId::new("bench").expect("id"), pool);
-    config.slots = env_usize("BENCH_SLOTS", 64);
+    let config = worker_config(pool, slots);
     let deps = WorkerDeps {
         broker: broker.clone(),
         store,
@@ -331,6 +341,7 @@ fn overlap(runtime: &tokio::runtime::Runtime, jobs: usize, side: u32, rounds: us
             models,
             jobs,
             side,
+            env_usize("BENCH_SLOTS", 64),
         ));
         println!(
             "round {round}: overlap worker {:.2} jobs/s, bare {:.2} jobs/s",
@@ -350,8 +361,9 @@ fn overlap(runtime: &tokio::runtime::Runtime, jobs: usize, side: u32, rounds: us
 }
 
 fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usize) {
-    let side = env_usize("BENCH_DISPATCH_SIZE", 64) as u32;
-    let frames = env_usize("BENCH_DISPATCH_FRAMES", 4) as u32;
+    let side = env_usize("BENCH_DISPATCH_SIZE", 16) as u32;
+    let frames = env_usize("BENCH_DISPATCH_FRAMES", 1) as u32;
+    let slots = env_usize("BENCH_DISPATCH_SLOTS", 256);
     let noop = manifest("noop", side, Some(frames));
     let mut rates = Vec::new();
     let mut messages = 0.0;
@@ -360,6 +372,9 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
         let namespace = format!("bw{round}-{}", std::process::id());
         let options = BrokerOptions {
             namespace,
+            // As `clip-worker serve` sets it.
+            prefetch: worker_config(PoolName::new("default").expect("pool"), slots)
+                .broker_prefetch(),
             ..BrokerOptions::default()
         };
         let broker = runtime
@@ -373,6 +388,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
             models,
             dispatch_jobs,
             side,
+            slots,
         ));
         println!(
             "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job",
@@ -387,7 +403,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
     }
     lifetimes.sort_unstable();
     println!(
-        "dispatch ({dispatch_jobs} noop jobs {side}x{side}x{frames} through RabbitMQ quorum queues, one worker, events included): {:.0} jobs/s, {messages:.3} broker messages per job",
+        "dispatch ({dispatch_jobs} noop jobs {side}x{side}x{frames} through RabbitMQ quorum queues, one worker with {slots} slots, events included): {:.0} jobs/s, {messages:.3} broker messages per job",
         median(rates)
     );
     println!(

@@ -90,7 +90,19 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
         .pool(&flag(args, "--pool").unwrap_or_else(|| config.pools[0].name.to_string()))
         .context("no such pool in the config")?
         .clone();
-    let mut options = BrokerOptions::default();
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+    let worker_id = WorkerId::new(
+        flag(args, "--worker-id").unwrap_or_else(|| format!("{host}.{}", std::process::id())),
+    )?;
+    let mut worker = WorkerConfig::new(worker_id, pool.name.clone());
+    worker.device_label = device_label();
+    if let Some(slots) = flag(args, "--slots") {
+        worker.slots = slots.parse().context("--slots")?;
+    }
+    let mut options = BrokerOptions {
+        prefetch: worker.broker_prefetch(),
+        ..BrokerOptions::default()
+    };
     if let Some(namespace) = flag(args, "--broker-namespace") {
         options.namespace = namespace;
     }
@@ -111,15 +123,6 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
     let (engine, models) = load_engine(&PathBuf::from(
         flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()),
     ))?;
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
-    let worker_id = WorkerId::new(
-        flag(args, "--worker-id").unwrap_or_else(|| format!("{host}.{}", std::process::id())),
-    )?;
-    let mut worker = WorkerConfig::new(worker_id, pool.name.clone());
-    worker.device_label = device_label();
-    if let Some(slots) = flag(args, "--slots") {
-        worker.slots = slots.parse().context("--slots")?;
-    }
     let deps = WorkerDeps {
         broker,
         store,
