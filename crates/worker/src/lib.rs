@@ -1,9 +1,9 @@
 //! The worker (`clip-worker`): pulls jobs from its pool's queue and turns each photo into a
 //! video. Per job: deadline and tombstone checks → fetch (get, unseal, verify sha256, bounded
 //! decode, fit to the model's input) → inference on the engine's dedicated thread (batched with
-//! other jobs) → MP4 encode (on the blocking pool) → store sealed under the job's id → finish:
-//! `succeeded`, delete the photo, `input_deleted`, ack. The worker talks only to the broker and
-//! the object store (no database), so it scales freely.
+//! other jobs) → MP4 encode (on the blocking pool, tiny clips inline) → store sealed under the
+//! job's id → finish: `succeeded`, delete the photo, `input_deleted`, ack. The worker talks only
+//! to the broker and the object store (no database), so it scales freely.
 //!
 //! Jobs overlap: up to `slots` run at once, so the I/O of the next jobs overlaps inference of
 //! the current batch. Drain (shutdown future or a `drain` control message): stop receiving,
