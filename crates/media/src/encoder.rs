@@ -26,6 +26,22 @@ pub trait VideoEncoder: Send + Sync + std::fmt::Debug + 'static {
 
     /// Encodes `frames` at `fps` frames per second into the bytes of an MP4 file.
     fn encode(&self, frames: &[RgbImage], fps: u32) -> Result<Vec<u8>, MediaError>;
+
+    /// Whether encoding `frames` takes so little (well under a millisecond, in this process)
+    /// that a caller on an async runtime may run it in place rather than on a blocking thread.
+    /// By default no clip is.
+    fn is_quick(&self, frames: &[RgbImage]) -> bool {
+        let _ = frames;
+        false
+    }
+}
+
+/// Pixels of a clip, all frames together.
+pub(crate) fn clip_pixels(frames: &[RgbImage]) -> u64 {
+    frames
+        .iter()
+        .map(|f| u64::from(f.width) * u64::from(f.height))
+        .sum()
 }
 
 /// Checks the trait's contract and returns the common frame size.

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::encoder::clip_pixels;
 use crate::{MediaError, RgbImage, VideoEncoder};
 
 /// Clips of at most this many pixels (width × height × frames) go to the small-clip encoder by
@@ -38,10 +39,7 @@ impl SizeRoutedEncoder {
 
     /// The encoder that would take `frames`.
     pub fn route(&self, frames: &[RgbImage]) -> &dyn VideoEncoder {
-        let pixels = frames.first().map_or(0, |frame| {
-            u64::from(frame.width) * u64::from(frame.height) * frames.len() as u64
-        });
-        if pixels <= self.small_clip_pixels {
+        if clip_pixels(frames) <= self.small_clip_pixels {
             self.small.as_ref()
         } else {
             self.large.as_ref()
@@ -56,6 +54,10 @@ impl VideoEncoder for SizeRoutedEncoder {
 
     fn encode(&self, frames: &[RgbImage], fps: u32) -> Result<Vec<u8>, MediaError> {
         self.route(frames).encode(frames, fps)
+    }
+
+    fn is_quick(&self, frames: &[RgbImage]) -> bool {
+        self.route(frames).is_quick(frames)
     }
 }
 
@@ -94,5 +96,21 @@ mod tests {
         assert_eq!(routed.route(&clip(32, 1)).name(), "small");
         // No frames: the small encoder refuses them as the contract says.
         assert_eq!(routed.route(&[]).name(), "small");
+    }
+
+    #[test]
+    fn only_clips_the_chosen_encoder_finds_quick_may_run_in_place() {
+        let routed = SizeRoutedEncoder::new(
+            Arc::new(crate::Openh264Encoder),
+            Arc::new(Named("large")),
+            DEFAULT_SMALL_CLIP_PIXELS,
+        );
+        assert!(routed.is_quick(&clip(64, 4)));
+        assert!(routed.is_quick(&clip(16, 1)));
+        // openh264 takes it, but it is not quick.
+        assert!(!routed.is_quick(&clip(64, 5)));
+        assert!(!routed.is_quick(&clip(256, 16)));
+        // An encoder that does not say is never quick.
+        assert!(!Named("large").is_quick(&clip(16, 1)));
     }
 }

@@ -53,10 +53,6 @@ impl Outcome {
     }
 }
 
-/// Clips of at most this many pixels (all frames together: 64×64×4) are encoded on the job's
-/// own task; bigger ones on the blocking pool, so no runtime thread is held for long.
-const INLINE_ENCODE_PIXELS: u64 = 64 * 64 * 4;
-
 fn ms(duration: Duration) -> u32 {
     u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
 }
@@ -254,13 +250,8 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             data: f.data,
         })
         .collect();
-    let pixels: u64 = frames
-        .iter()
-        .map(|f| u64::from(f.width) * u64::from(f.height))
-        .sum();
-    let mp4 = if pixels <= INLINE_ENCODE_PIXELS {
-        // A clip this small encodes in about 0.1 ms: less than handing it to the blocking pool
-        // and back costs (two thread wake-ups).
+    let mp4 = if encoder.is_quick(&frames) {
+        // Cheaper in place than handing it to the blocking pool and back (two thread wake-ups).
         info_span!("encode").in_scope(|| encoder.encode(&frames, fps))
     } else {
         tokio::task::spawn_blocking(move || encoder.encode(&frames, fps))
