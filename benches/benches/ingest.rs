@@ -24,15 +24,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clipfleet_benches::env_usize;
 use clipfleet_ingest::DEV_TOKEN;
 use clipfleet_ledger::Ledger;
 const CONCURRENCY: usize = 100;
 
 fn main() -> anyhow::Result<()> {
-    let jobs: usize = std::env::var("CLIPFLEET_BENCH_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+    let jobs = env_usize("CLIPFLEET_BENCH_JOBS", 5000);
     let real = std::env::var("CLIPFLEET_BENCH_REAL").as_deref() == Ok("1");
     let store = std::env::var("CLIPFLEET_BENCH_STORE").unwrap_or_else(|_| "tmpfs".into());
     let photo = photo_of_about(200_000);

@@ -159,7 +159,9 @@ fn load(manifest: &Path, max_batch: usize) -> (Engine, Vec<ModelSpec>, ModelRegi
     (engine, models, registry)
 }
 
-fn worker_config(pool: PoolName, slots: usize) -> WorkerConfig {
+/// The bench's worker on pool `default`, holding `slots` jobs.
+fn worker_config(slots: usize) -> WorkerConfig {
+    let pool = PoolName::new("default").expect("pool");
     let mut config = WorkerConfig::new(WorkerId::new("bench").expect("id"), pool);
     config.slots = slots;
     config
@@ -180,9 +182,9 @@ async fn through_worker(
     models: Vec<ModelSpec>,
     jobs: usize,
     side: u32,
-    slots: usize,
+    config: WorkerConfig,
 ) -> Run {
-    let pool = PoolName::new("default").expect("pool");
+    let pool = config.pool.clone();
     broker
         .ensure_pool(&pool, PoolSpec::default())
         .await
@@ -206,7 +208,6 @@ async fn through_worker(
         .collect::<Vec<()>>()
         .await;
     println!("{jobs} jobs queued; the worker starts");
-    let config = worker_config(pool, slots);
     let watched = engine.clone();
     let deps = WorkerDeps {
         broker: broker.clone(),
@@ -348,7 +349,7 @@ fn overlap(runtime: &tokio::runtime::Runtime, jobs: usize, side: u32, rounds: us
             models,
             jobs,
             side,
-            env_usize("BENCH_SLOTS", 64),
+            worker_config(env_usize("BENCH_SLOTS", 64)),
         ));
         println!(
             "round {round}: overlap worker {:.2} jobs/s, bare {:.2} jobs/s",
@@ -371,6 +372,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
     let side = env_usize("BENCH_DISPATCH_SIZE", 16) as u32;
     let frames = env_usize("BENCH_DISPATCH_FRAMES", 1) as u32;
     let slots = env_usize("BENCH_DISPATCH_SLOTS", 256);
+    let config = worker_config(slots);
     let noop = manifest("noop", side, Some(frames));
     let mut rates = Vec::new();
     let mut messages = 0.0;
@@ -380,8 +382,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
         let options = BrokerOptions {
             namespace,
             // As `clip-worker serve` sets it.
-            prefetch: worker_config(PoolName::new("default").expect("pool"), slots)
-                .broker_prefetch(),
+            prefetch: config.broker_prefetch(),
             ..BrokerOptions::default()
         };
         let broker = runtime
@@ -395,14 +396,14 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
             models,
             dispatch_jobs,
             side,
-            slots,
+            config.clone(),
         ));
         println!(
             "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job",
             run.jobs_per_s, run.messages_per_job
         );
         if let Some(admin) = broker.admin() {
-            let _ = runtime.block_on(admin.delete_pool(&PoolName::new("default").expect("pool")));
+            let _ = runtime.block_on(admin.delete_pool(&config.pool));
         }
         rates.push(run.jobs_per_s);
         messages = run.messages_per_job;
