@@ -49,16 +49,22 @@ async fn broker_restart_loses_no_confirmed_message() -> anyhow::Result<()> {
         .await
         .context("ensure_pool")?;
 
+    // At least this many, and on until RabbitMQ is back: on a loaded machine stopping it can
+    // take longer than publishing a fixed count, and the outage must land mid-stream.
     const TOTAL: usize = 300;
     let confirmed = Arc::new(Mutex::new(BTreeSet::new()));
     let received = Arc::new(Mutex::new(BTreeSet::new()));
     let publish_errors = Arc::new(Mutex::new(0usize));
+    let last_error = Arc::new(Mutex::new(String::new()));
+    let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     let publisher = {
         let (broker, pool) = (broker.clone(), pool.clone());
         let (confirmed, errors) = (confirmed.clone(), publish_errors.clone());
+        let (last_error, restarted) = (last_error.clone(), restarted.clone());
         tokio::spawn(async move {
-            for i in 0..TOTAL {
+            let mut i = 0;
+            while i < TOTAL || !restarted.load(std::sync::atomic::Ordering::SeqCst) {
                 // Retry each message until the broker confirms it: errors are visible, never silent.
                 loop {
                     let message = Outgoing::new(format!("m{i:04}").into_bytes());
@@ -70,14 +76,17 @@ async fn broker_restart_loses_no_confirmed_message() -> anyhow::Result<()> {
                             confirmed.lock().expect("lock").insert(i);
                             break;
                         }
-                        Err(_) => {
+                        Err(err) => {
                             *errors.lock().expect("lock") += 1;
+                            *last_error.lock().expect("lock") = err.to_string();
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
+                i += 1;
             }
+            i
         })
     };
     let consumer = {
@@ -117,14 +126,22 @@ async fn broker_restart_loses_no_confirmed_message() -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || restart.start_app())
         .await?
         .context("start RabbitMQ")?;
+    restarted.store(true, std::sync::atomic::Ordering::SeqCst);
 
-    tokio::time::timeout(Duration::from_secs(60), publisher)
+    let total = tokio::time::timeout(Duration::from_secs(60), publisher)
         .await
-        .context("publisher never finished")??;
+        .with_context(|| {
+            format!(
+                "publisher never finished: {} of its messages confirmed, {} publish errors, the last: {}",
+                confirmed.lock().expect("lock").len(),
+                *publish_errors.lock().expect("lock"),
+                last_error.lock().expect("lock")
+            )
+        })??;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let got = received.lock().expect("lock").len();
-        if got >= TOTAL || tokio::time::Instant::now() > deadline {
+        if got >= total || tokio::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -135,8 +152,8 @@ async fn broker_restart_loses_no_confirmed_message() -> anyhow::Result<()> {
     let received = received.lock().expect("lock").clone();
     let errors = *publish_errors.lock().expect("lock");
     ensure!(
-        confirmed.len() == TOTAL,
-        "only {} of {TOTAL} confirmed",
+        confirmed.len() == total,
+        "only {} of {total} confirmed",
         confirmed.len()
     );
     ensure!(errors > 0, "the publisher never noticed the outage");
