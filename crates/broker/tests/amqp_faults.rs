@@ -1,6 +1,6 @@
 //! Fault behaviour on real RabbitMQ: a broker stopped and started under a running publisher and
-//! consumer (on a private node, so the shared broker stays up for every other test), and a
-//! consumer cancelled by the broker.
+//! consumer (on a private node, so the shared broker stays up for every other test), a
+//! connection that goes silent under a publisher, and a consumer cancelled by the broker.
 #![cfg(feature = "amqp")]
 
 use std::collections::BTreeSet;
@@ -12,7 +12,7 @@ use clipfleet_broker::{
     AmqpBroker, Broker, BrokerOptions, Outgoing, PoolSpec, QueueRef, Receive, Topic,
 };
 use clipfleet_proto::{JobId, PoolName, Priority};
-use clipfleet_testkit::PrivateRabbit;
+use clipfleet_testkit::{PrivateRabbit, StallingProxy};
 
 fn options() -> BrokerOptions {
     BrokerOptions {
@@ -170,6 +170,109 @@ async fn broker_restart_loses_no_confirmed_message() -> anyhow::Result<()> {
         &missing[..missing.len().min(10)]
     );
     broker.close().await;
+    Ok(())
+}
+
+/// The test RabbitMQ's URL in three: scheme and user, host and port, vhost.
+fn url_parts(url: &str) -> anyhow::Result<(&str, &str, &str)> {
+    let (scheme_user, rest) = url.split_once('@').context("amqp url has no '@'")?;
+    let (host_port, vhost) = rest.split_once('/').context("amqp url has no vhost")?;
+    Ok((scheme_user, host_port, vhost))
+}
+
+/// Where the test RabbitMQ listens.
+async fn rabbit_addr() -> anyhow::Result<std::net::SocketAddr> {
+    let url = clipfleet_testkit::amqp_url();
+    let (_, host_port, _) = url_parts(&url)?;
+    tokio::net::lookup_host(host_port)
+        .await?
+        .next()
+        .context("amqp host resolves to nothing")
+}
+
+/// The test RabbitMQ's URL, pointed at `addr` instead.
+fn url_via(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    let url = clipfleet_testkit::amqp_url();
+    let (scheme_user, _, vhost) = url_parts(&url)?;
+    Ok(format!("{scheme_user}@{addr}/{vhost}"))
+}
+
+/// A connection that goes silent (a partition or a frozen peer: no FIN, no RST) must not hold
+/// publishers until a heartbeat notices: the publish that gets no confirm times out, the
+/// session is dropped without waiting for RabbitMQ's answer to the close, and publishing goes
+/// on over a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_resumes_after_the_connection_goes_silent() -> anyhow::Result<()> {
+    let proxy = StallingProxy::start(rabbit_addr().await?).await?;
+    let broker = AmqpBroker::connect(&url_via(proxy.addr())?, options())
+        .await
+        .context("connect through the proxy")?;
+    let direct = AmqpBroker::connect(&clipfleet_testkit::amqp_url(), options())
+        .await
+        .context("connect directly")?;
+    let pool = unique_pool();
+    direct.ensure_pool(&pool, PoolSpec::default()).await?;
+    let topic = Topic::Jobs(pool.clone(), Priority::Free);
+    broker
+        .publish(&topic, Outgoing::new(&b"before"[..]))
+        .await
+        .context("publish before the stall")?;
+
+    proxy.stall_open_connections();
+    let stalled_at = tokio::time::Instant::now();
+    let mut errors = Vec::new();
+    let resumed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match broker.publish(&topic, Outgoing::new(&b"after"[..])).await {
+                Ok(()) => break,
+                Err(err) => {
+                    errors.push(err.to_string());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .await;
+    let took = stalled_at.elapsed();
+    ensure!(
+        resumed.is_ok(),
+        "publishing had not resumed 30 s after the connection went silent; errors: {errors:?}"
+    );
+    ensure!(
+        !errors.is_empty(),
+        "a publish over the silent connection succeeded"
+    );
+    // One operation timeout for the lost publish, one at most for the unanswered close, and
+    // the reconnect: well under RabbitMQ's 60 s heartbeat.
+    ensure!(
+        took < Duration::from_secs(12),
+        "publishing resumed only after {took:?}; errors: {errors:?}"
+    );
+
+    let queue = QueueRef::Jobs(pool.clone());
+    let mut bodies = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while bodies.len() < 2 && tokio::time::Instant::now() < deadline {
+        let got = direct
+            .receive(
+                &queue,
+                Receive::new(10, Duration::from_secs(30), Duration::from_millis(500)),
+            )
+            .await?;
+        let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+        direct.ack(&leases).await?;
+        bodies.extend(got.into_iter().map(|d| d.body));
+    }
+    ensure!(
+        bodies
+            .iter()
+            .map(|b| &b[..])
+            .eq([&b"before"[..], &b"after"[..]]),
+        "expected the message before the stall and the one after it, got {bodies:?}"
+    );
+    direct.admin().context("admin")?.delete_pool(&pool).await?;
+    direct.close().await;
+    drop(proxy);
     Ok(())
 }
 

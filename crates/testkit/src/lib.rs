@@ -4,16 +4,19 @@
 //!
 //! The services themselves are started by `scripts/services.sh` (RabbitMQ, PostgreSQL, the S3
 //! and SQS emulator); tests never start or stop shared services. A test that must stop its
-//! broker starts a [`PrivateRabbit`] of its own.
+//! broker starts a [`PrivateRabbit`] of its own; one that must cut a connection silently puts a
+//! [`StallingProxy`] in front of the service.
 
 mod images;
 mod models;
 mod pg;
+mod proxy;
 mod rabbit;
 
 pub use images::png_claiming;
 pub use models::{repo_root, small_noop_entry, small_noop_manifest};
 pub use pg::PgSchema;
+pub use proxy::StallingProxy;
 pub use rabbit::PrivateRabbit;
 
 /// AMQP URL of the RabbitMQ used by tests (`CLIPFLEET_TEST_AMQP_URL`).

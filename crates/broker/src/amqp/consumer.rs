@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::names::Names;
-use super::session::{Sessions, amqp_error};
+use super::session::{Sessions, amqp_error, bounded, close_channel};
 use super::topology::declare_control;
 use crate::{BrokerResult, PrioritySelector, QueueRef};
 
@@ -36,6 +36,8 @@ pub(crate) struct QueueConsumer {
     pub arrived: Notify,
     selector: Mutex<PrioritySelector>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// How long a channel close may wait for RabbitMQ's answer.
+    op_timeout: std::time::Duration,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -61,6 +63,7 @@ impl QueueConsumer {
             arrived: Notify::new(),
             selector: Mutex::new(PrioritySelector::default()),
             tasks: Mutex::new(Vec::new()),
+            op_timeout: sessions.options().op_timeout,
         });
         let tasks = (0..consumer.lanes.len())
             .map(|lane| {
@@ -105,7 +108,7 @@ impl QueueConsumer {
             let channel = lock(&lane.channel).take();
             lock(&lane.buffer).clear();
             if let Some(channel) = channel {
-                let _ = channel.close(200, "clipfleet: consumer reset".into()).await;
+                close_channel(&channel, self.op_timeout, "clipfleet: consumer reset").await;
             }
         }
     }
@@ -166,7 +169,15 @@ async fn run_lane(owner: Weak<QueueConsumer>, index: usize, names: Names, sessio
             return;
         };
         let lane = &consumer.lanes[index];
-        match open_lane(&sessions, &names, &consumer.queue, lane).await {
+        // Bounded: a lane stuck opening on a connection that died silently would never consume
+        // again, and its worker would wait for jobs that never come.
+        let opened = bounded(
+            sessions.options().op_timeout,
+            &format!("consume {}", lane.name),
+            open_lane(&sessions, &names, &consumer.queue, lane),
+        )
+        .await;
+        match opened {
             Ok((channel, mut stream)) => {
                 *lock(&lane.channel) = Some(channel);
                 backoff = sessions.options().reconnect_min;

@@ -30,7 +30,7 @@ use lapin::{Channel, Confirmation};
 
 use self::consumer::QueueConsumer;
 use self::names::{CONTROL_ROUTING_KEY, EVENTS_ROUTING_KEY, Names, retry_step};
-use self::session::{Sessions, amqp_error, bounded};
+use self::session::{Sessions, amqp_error, bounded, close_channel};
 use crate::model::{LeaseToken, check_headers, headers_for_retry, retries_of};
 use crate::{
     Broker, BrokerAdmin, BrokerError, BrokerErrorKind, BrokerOptions, BrokerResult, ControlBus,
@@ -105,10 +105,12 @@ impl AmqpBroker {
                 retry_steps: Mutex::new(HashSet::new()),
             }),
         };
-        let channel = broker.channel().await?;
-        let declared = topology::declare_base(&channel, &broker.inner.names).await;
-        let _ = channel.close(200, "declared".into()).await;
-        declared?;
+        let names = &broker.inner.names;
+        broker
+            .on_channel("declare the base topology", async |channel| {
+                topology::declare_base(&channel, names).await
+            })
+            .await?;
         Ok(broker)
     }
 
@@ -125,6 +127,21 @@ impl AmqpBroker {
             .create_channel()
             .await
             .map_err(|err| amqp_error("open channel", &err))
+    }
+
+    /// Runs `op` on a fresh channel of the live connection and closes the channel after it,
+    /// each step within the operation timeout: a connection that died without a word holds a
+    /// caller no longer than that (declarations, queries and admin calls go through here).
+    async fn on_channel<T>(
+        &self,
+        what: &str,
+        op: impl AsyncFnOnce(Channel) -> BrokerResult<T>,
+    ) -> BrokerResult<T> {
+        let timeout = self.timeout();
+        let channel = bounded(timeout, what, self.channel()).await?;
+        let result = bounded(timeout, what, op(channel.clone())).await;
+        close_channel(&channel, timeout, what).await;
+        result
     }
 
     /// Closes every consumer channel: deliveries not yet settled go back to their queues, as a
@@ -220,33 +237,43 @@ impl AmqpBroker {
         if lock(&self.inner.retry_steps).contains(&step) {
             return Ok(());
         }
-        let channel = self.channel().await?;
-        let declared = topology::declare_retry(&channel, &self.inner.names, step).await;
-        let _ = channel.close(200, "declared".into()).await;
-        declared?;
+        let names = &self.inner.names;
+        self.on_channel("declare a retry step", async |channel| {
+            topology::declare_retry(&channel, names, step).await
+        })
+        .await?;
         lock(&self.inner.retry_steps).insert(step);
         Ok(())
     }
 
+    /// Acks or nacks one delivery. Bounded: a settle that cannot be written within the
+    /// operation timeout is a lost lease (RabbitMQ redelivers when the channel goes), never a
+    /// job slot held forever.
     async fn settle(&self, acker: &lapin::Acker, requeue: Option<bool>) -> BrokerResult<()> {
-        let settled = match requeue {
-            None => acker.ack(BasicAckOptions::default()).await,
-            Some(requeue) => {
-                acker
-                    .nack(BasicNackOptions {
-                        requeue,
-                        multiple: false,
-                    })
-                    .await
+        let settling = async {
+            match requeue {
+                None => acker.ack(BasicAckOptions::default()).await,
+                Some(requeue) => {
+                    acker
+                        .nack(BasicNackOptions {
+                            requeue,
+                            multiple: false,
+                        })
+                        .await
+                }
             }
         };
-        match settled {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(lease_lost(
+        match tokio::time::timeout(self.timeout(), settling).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(lease_lost(
                 "delivery already settled, or its channel closed",
             )),
-            Err(err) => Err(lease_lost(&format!(
+            Ok(Err(err)) => Err(lease_lost(&format!(
                 "channel closed before settling: {err}"
+            ))),
+            Err(_) => Err(lease_lost(&format!(
+                "no settle written within {:?}: the channel is stuck",
+                self.timeout()
             ))),
         }
     }
@@ -280,10 +307,11 @@ impl AmqpBroker {
 #[async_trait]
 impl Broker for AmqpBroker {
     async fn ensure_pool(&self, pool: &PoolName, spec: PoolSpec) -> BrokerResult<()> {
-        let channel = self.channel().await?;
-        let declared = topology::declare_pool(&channel, &self.inner.names, pool, spec).await;
-        let _ = channel.close(200, "declared".into()).await;
-        declared
+        let names = &self.inner.names;
+        self.on_channel("declare a pool", async |channel| {
+            topology::declare_pool(&channel, names, pool, spec).await
+        })
+        .await
     }
 
     async fn publish_all(&self, topic: &Topic, messages: Vec<Outgoing>) -> BrokerResult<()> {
@@ -426,36 +454,30 @@ impl Broker for AmqpBroker {
     }
 
     async fn depth(&self, queue: &QueueRef) -> BrokerResult<QueueDepth> {
-        let channel = self.channel().await?;
-        let (mut ready, mut consumers) = (0u64, 0u64);
-        let mut result = Ok(());
-        for (name, _) in self.inner.names.queues_of(queue) {
-            let options = QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            };
-            match channel
-                .queue_declare(name.as_str().into(), options, FieldTable::default())
-                .await
-            {
-                Ok(declared) => {
-                    ready += u64::from(declared.message_count());
-                    // A consumer of a pool reads its paid and its free queue: count it once.
-                    consumers = consumers.max(u64::from(declared.consumer_count()));
-                }
-                Err(err) => {
-                    result = Err(amqp_error(&format!("depth of {name}"), &err));
-                    break;
-                }
+        let names = &self.inner.names;
+        self.on_channel("query a queue's depth", async |channel| {
+            let (mut ready, mut consumers) = (0u64, 0u64);
+            for (name, _) in names.queues_of(queue) {
+                let options = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                let declared = channel
+                    .queue_declare(name.as_str().into(), options, FieldTable::default())
+                    .await
+                    .map_err(|err| amqp_error(&format!("depth of {name}"), &err))?;
+                ready += u64::from(declared.message_count());
+                // A consumer of a pool reads its paid and its free queue: count it once.
+                consumers = consumers.max(u64::from(declared.consumer_count()));
             }
-        }
-        let _ = channel.close(200, "queried".into()).await;
-        result.map(|()| QueueDepth {
-            ready,
-            in_flight: None,
-            delayed: None,
-            consumers: Some(consumers),
+            Ok(QueueDepth {
+                ready,
+                in_flight: None,
+                delayed: None,
+                consumers: Some(consumers),
+            })
         })
+        .await
     }
 
     async fn check(&self) -> BrokerResult<()> {
@@ -475,10 +497,11 @@ impl Broker for AmqpBroker {
 impl ControlBus for AmqpBroker {
     async fn subscribe_control(&self, worker: &WorkerId) -> BrokerResult<()> {
         let queue = QueueRef::Control(worker.clone());
-        let channel = self.channel().await?;
-        let declared = topology::declare_control(&channel, &self.inner.names, worker).await;
-        let _ = channel.close(200, "declared".into()).await;
-        declared?;
+        let names = &self.inner.names;
+        self.on_channel("declare a control queue", async |channel| {
+            topology::declare_control(&channel, names, worker).await
+        })
+        .await?;
         // Consume at once: an auto-delete queue lives as long as its consumer.
         self.consumer(&queue);
         Ok(())
@@ -493,40 +516,34 @@ impl BrokerAdmin for AmqpBroker {
                 consumer.stop();
             }
         }
-        let channel = self.channel().await?;
-        let mut result = Ok(());
-        let queues = [QueueRef::Jobs(pool.clone()), QueueRef::Dead(pool.clone())];
-        for (name, _) in queues.iter().flat_map(|q| self.inner.names.queues_of(q)) {
-            if let Err(err) = channel
-                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                .await
-            {
-                result = Err(amqp_error(&format!("delete {name}"), &err));
-                break;
+        let names = &self.inner.names;
+        self.on_channel("delete a pool", async |channel| {
+            let queues = [QueueRef::Jobs(pool.clone()), QueueRef::Dead(pool.clone())];
+            for (name, _) in queues.iter().flat_map(|q| names.queues_of(q)) {
+                channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map_err(|err| amqp_error(&format!("delete {name}"), &err))?;
             }
-        }
-        let _ = channel.close(200, "deleted".into()).await;
-        result
+            Ok(())
+        })
+        .await
     }
 
     async fn purge(&self, queue: &QueueRef) -> BrokerResult<u64> {
-        let channel = self.channel().await?;
-        let mut purged = 0u64;
-        let mut result = Ok(());
-        for (name, _) in self.inner.names.queues_of(queue) {
-            match channel
-                .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
-                .await
-            {
-                Ok(count) => purged += u64::from(count),
-                Err(err) => {
-                    result = Err(amqp_error(&format!("purge {name}"), &err));
-                    break;
-                }
+        let names = &self.inner.names;
+        self.on_channel("purge a queue", async |channel| {
+            let mut purged = 0u64;
+            for (name, _) in names.queues_of(queue) {
+                let count = channel
+                    .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
+                    .await
+                    .map_err(|err| amqp_error(&format!("purge {name}"), &err))?;
+                purged += u64::from(count);
             }
-        }
-        let _ = channel.close(200, "purged".into()).await;
-        result.map(|()| purged)
+            Ok(purged)
+        })
+        .await
     }
 
     async fn move_messages(
@@ -535,10 +552,12 @@ impl BrokerAdmin for AmqpBroker {
         to: &QueueRef,
         max: usize,
     ) -> BrokerResult<usize> {
-        let channel = self.channel().await?;
+        // Not bounded as a whole: a large batch may take longer than one operation.
+        let timeout = self.timeout();
+        let channel = bounded(timeout, "open a channel to move messages", self.channel()).await?;
         let moved = mover::move_batch(&channel, &self.inner.names, from, to, max).await;
         // Closing rolls back whatever was not committed: fetched messages return to `from`.
-        let _ = channel.close(200, "moved".into()).await;
+        close_channel(&channel, timeout, "moved").await;
         moved
     }
 }

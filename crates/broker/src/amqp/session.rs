@@ -93,15 +93,20 @@ impl Sessions {
         }
     }
 
-    /// Forgets the session if it is still `generation` (a caller saw it fail).
+    /// Forgets the session if it is still `generation` (a caller saw it fail). The old
+    /// connection is closed after the lock is released and within the operation timeout: a
+    /// close that waits on a dead peer must not hold every publisher behind it.
     pub(crate) async fn invalidate(&self, generation: u64) {
-        let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|s| s.generation == generation)
-            && let Some(session) = current.take()
-        {
-            let _ = session
-                .connection
-                .close(320, "clipfleet: reconnecting".into())
+        let stale = {
+            let mut current = self.current.lock().await;
+            if current.as_ref().is_some_and(|s| s.generation == generation) {
+                current.take()
+            } else {
+                None
+            }
+        };
+        if let Some(session) = stale {
+            self.close_connection(&session, 320, "clipfleet: reconnecting")
                 .await;
         }
     }
@@ -127,13 +132,33 @@ impl Sessions {
 
     /// Closes the connection (consumers' channels with it).
     pub(crate) async fn close(&self) {
-        if let Some(session) = self.current.lock().await.take() {
-            let _ = session
-                .connection
-                .close(200, "clipfleet: closing".into())
+        let session = self.current.lock().await.take();
+        if let Some(session) = session {
+            self.close_connection(&session, 200, "clipfleet: closing")
                 .await;
         }
     }
+
+    /// Asks RabbitMQ to close a connection, waiting for its answer no longer than the operation
+    /// timeout (the socket is dropped with the last handle either way).
+    async fn close_connection(&self, session: &Session, code: u16, reason: &str) {
+        let closing = session.connection.close(code, reason.into());
+        if tokio::time::timeout(self.options.op_timeout, closing)
+            .await
+            .is_err()
+        {
+            warn!(
+                generation = session.generation,
+                "RabbitMQ did not answer the connection close; dropping it"
+            );
+        }
+    }
+}
+
+/// Closes a channel, waiting for RabbitMQ's answer no longer than `timeout`: what it held goes
+/// back to its queues either way, when the channel or its connection goes.
+pub(crate) async fn close_channel(channel: &Channel, timeout: Duration, reason: &str) {
+    let _ = tokio::time::timeout(timeout, channel.close(200, reason.into())).await;
 }
 
 /// The one place lapin errors become broker errors.
