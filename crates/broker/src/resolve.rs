@@ -19,6 +19,11 @@ pub struct BrokerOptions {
     pub reconnect_max: Duration,
     /// How long one broker operation (connect, declare, confirm) may take.
     pub op_timeout: Duration,
+    /// AMQP heartbeat proposed to RabbitMQ (the lower of the two proposals holds; a URL's own
+    /// `heartbeat=` wins). A connection that hears nothing for twice this is dead, on both
+    /// ends: it bounds how long a silently cut connection keeps its consumers waiting and its
+    /// deliveries from other consumers. RabbitMQ's own default, 60 s, makes that 2 minutes.
+    pub heartbeat: Duration,
 }
 
 impl Default for BrokerOptions {
@@ -29,6 +34,7 @@ impl Default for BrokerOptions {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             op_timeout: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -46,6 +52,17 @@ impl BrokerOptions {
             return Err(BrokerError::new(
                 BrokerErrorKind::InvalidInput,
                 format!("namespace {ns:?} must be 1..=32 of [a-z0-9-]"),
+            ));
+        }
+        if self.heartbeat < Duration::from_secs(1) || self.heartbeat.as_secs() > u64::from(u16::MAX)
+        {
+            return Err(BrokerError::new(
+                BrokerErrorKind::InvalidInput,
+                format!(
+                    "heartbeat {:?} must be 1 s to {} s",
+                    self.heartbeat,
+                    u16::MAX
+                ),
             ));
         }
         if self.prefetch == 0 {
@@ -117,5 +134,21 @@ mod tests {
         let err = connect("memory://", options).await.expect_err("namespace");
         assert_eq!(err.kind, BrokerErrorKind::InvalidInput);
         assert!(connect("memory://", BrokerOptions::default()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_under_a_second_or_over_the_protocol_s_is_refused() {
+        for heartbeat in [
+            Duration::ZERO,
+            Duration::from_millis(500),
+            Duration::from_secs(70_000),
+        ] {
+            let options = BrokerOptions {
+                heartbeat,
+                ..BrokerOptions::default()
+            };
+            let err = connect("memory://", options).await.expect_err("heartbeat");
+            assert_eq!(err.kind, BrokerErrorKind::InvalidInput, "{heartbeat:?}");
+        }
     }
 }

@@ -276,6 +276,68 @@ async fn publishing_resumes_after_the_connection_goes_silent() -> anyhow::Result
     Ok(())
 }
 
+/// A consumer whose connection goes silent hears nothing more: no error, no end of stream. The
+/// heartbeat is what finds it dead, on both ends (RabbitMQ then hands its deliveries to live
+/// consumers), so consuming resumes within about twice the heartbeat, here 1 s; on RabbitMQ's
+/// default of 60 s it would take two minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consuming_resumes_after_the_connection_goes_silent() -> anyhow::Result<()> {
+    let proxy = StallingProxy::start(rabbit_addr().await?).await?;
+    let quick = BrokerOptions {
+        heartbeat: Duration::from_secs(1),
+        ..options()
+    };
+    let broker = AmqpBroker::connect(&url_via(proxy.addr())?, quick)
+        .await
+        .context("connect through the proxy")?;
+    let direct = AmqpBroker::connect(&clipfleet_testkit::amqp_url(), options())
+        .await
+        .context("connect directly")?;
+    let pool = unique_pool();
+    direct.ensure_pool(&pool, PoolSpec::default()).await?;
+    let (queue, topic) = (
+        QueueRef::Jobs(pool.clone()),
+        Topic::Jobs(pool.clone(), Priority::Free),
+    );
+    let take_one = async |broker: &AmqpBroker, within: Duration| -> anyhow::Result<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            let got = broker
+                .receive(
+                    &queue,
+                    Receive::new(1, Duration::from_secs(30), Duration::from_millis(500)),
+                )
+                .await?;
+            if let Some(delivery) = got.into_iter().next() {
+                broker.ack(std::slice::from_ref(&delivery.lease)).await?;
+                return Ok(delivery.body.to_vec());
+            }
+        }
+        anyhow::bail!("nothing consumed within {within:?}")
+    };
+    direct
+        .publish(&topic, Outgoing::new(&b"before"[..]))
+        .await?;
+    ensure!(take_one(&broker, Duration::from_secs(10)).await? == b"before");
+
+    proxy.stall_open_connections();
+    let stalled_at = tokio::time::Instant::now();
+    direct.publish(&topic, Outgoing::new(&b"after"[..])).await?;
+    let after = take_one(&broker, Duration::from_secs(20))
+        .await
+        .context("consuming through the silent connection's replacement")?;
+    ensure!(after == b"after", "consumed {after:?}");
+    let took = stalled_at.elapsed();
+    ensure!(
+        took < Duration::from_secs(15),
+        "consuming resumed only after {took:?}"
+    );
+    direct.admin().context("admin")?.delete_pool(&pool).await?;
+    direct.close().await;
+    drop(proxy);
+    Ok(())
+}
+
 #[tokio::test]
 async fn consumer_resumes_after_basic_cancel() -> anyhow::Result<()> {
     let broker = AmqpBroker::connect(&clipfleet_testkit::amqp_url(), options())

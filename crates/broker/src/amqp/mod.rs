@@ -1,7 +1,9 @@
 //! `amqp://` and `amqps://`: RabbitMQ through lapin, with the topology of DESIGN.md §4
 //! (`names.rs`), publisher confirms on every publish, per-consumer prefetch, paid-before-free
 //! across two quorum queues per pool, delayed retries through TTL queues (never held by a
-//! consumer), and reconnection with backoff when the connection or a channel is lost.
+//! consumer), and reconnection with backoff when the connection or a channel is lost. Every
+//! await on RabbitMQ is bounded (the operation timeout) or watched (the heartbeat,
+//! `BrokerOptions::heartbeat`): a connection cut without a word holds nobody for long.
 //!
 //! Leases: RabbitMQ keeps a delivery for its consumer until the channel closes (bounded by the
 //! server's `consumer_timeout`, 30 min by default: size it above the longest job), so

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ErrorKind};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -112,7 +113,18 @@ impl Sessions {
     }
 
     async fn open(&self, generation: u64) -> BrokerResult<Session> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+        let mut uri: AMQPUri = self.url.parse().map_err(|err| {
+            BrokerError::new(
+                BrokerErrorKind::InvalidInput,
+                format!("not an amqp url: {err}"),
+            )
+        })?;
+        if uri.query.heartbeat.is_none() {
+            // validate() keeps it within 1..=u16::MAX seconds.
+            let seconds = u16::try_from(self.options.heartbeat.as_secs()).unwrap_or(u16::MAX);
+            uri.query.heartbeat = Some(seconds);
+        }
+        let connection = Connection::connect_uri(uri, ConnectionProperties::default())
             .await
             .map_err(|err| amqp_error("connect", &err))?;
         let publisher = connection
