@@ -3,6 +3,11 @@
 //! a batch closes when it holds the model's `batch.max` jobs (capped by the engine's own
 //! `max_batch`) or when its first job has waited `max_wait`. A failing batch is split so each
 //! job keeps its own result (`split.rs`).
+//!
+//! On the CPU a second thread turns each pass's float video into 8-bit frames while the
+//! inference thread runs the next pass: that conversion (~1 % of a `cost` pass) is not the
+//! model's work, and on a CPU node the inference thread is the device. On a GPU it is rounded on
+//! the device, and only the bytes come back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -57,10 +62,23 @@ pub struct GenerateRequest {
     pub frames: u32,
 }
 
+type Reply = oneshot::Sender<Result<Vec<RgbFrame>, InferError>>;
+
 struct Pending {
     request: GenerateRequest,
-    reply: oneshot::Sender<Result<Vec<RgbFrame>, InferError>>,
+    reply: Reply,
 }
+
+/// What a pass produced for one job.
+enum Output {
+    /// Frames ready to hand over (a device's video, rounded there).
+    Frames(Vec<RgbFrame>),
+    /// The job's `float32[T, 3, H, W]` view of a CPU pass's video, still to round.
+    Video(Tensor),
+}
+
+/// A pass's jobs with their outputs, for the converter thread to answer.
+type Finished = Vec<(Reply, Result<Output, InferError>)>;
 
 /// Jobs that may share a forward pass.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -91,7 +109,8 @@ pub struct EngineStats {
     passes_by_size: [AtomicU64; MAX_BATCH_LIMIT + 1],
     /// Jobs answered.
     jobs: AtomicU64,
-    /// Microseconds spent in forward passes.
+    /// Microseconds the inference thread spent on passes (the batch in, the forward pass, and
+    /// on a device the video back as bytes).
     busy_us: AtomicU64,
 }
 
@@ -119,7 +138,7 @@ impl EngineStats {
         self.jobs.load(Ordering::Relaxed)
     }
 
-    /// Time spent in forward passes.
+    /// Time the inference thread spent on passes.
     pub fn busy(&self) -> Duration {
         Duration::from_micros(self.busy_us.load(Ordering::Relaxed))
     }
@@ -145,20 +164,26 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Engine {
-    /// Starts the inference thread with the loaded models.
+    /// Starts the inference thread with the loaded models, and the thread that answers its
+    /// jobs (ends when the inference thread does).
     pub fn start(registry: ModelRegistry, config: EngineConfig) -> Result<Self, InferError> {
         let (queue, jobs) = flume::bounded(config.queue_capacity.max(1));
+        // Two passes may wait for conversion: past that the inference thread waits too.
+        let (finished, to_answer) = flume::bounded::<Finished>(2);
         let stats = Arc::new(EngineStats::new());
+        let start_error = |what: &str, err: std::io::Error| {
+            InferError::new(InferErrorKind::ModelLoad, format!("start {what}: {err}"))
+        };
+        let answer_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("clip-infer-out".into())
+            .spawn(move || answer(&to_answer, &answer_stats))
+            .map_err(|err| start_error("the thread that answers jobs", err))?;
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("clip-infer".into())
-            .spawn(move || run(&registry, config, &jobs, &thread_stats))
-            .map_err(|err| {
-                InferError::new(
-                    InferErrorKind::ModelLoad,
-                    format!("start inference thread: {err}"),
-                )
-            })?;
+            .spawn(move || run(&registry, config, &jobs, &finished, &thread_stats))
+            .map_err(|err| start_error("inference thread", err))?;
         Ok(Engine {
             queue,
             stats,
@@ -203,6 +228,7 @@ fn run(
     registry: &ModelRegistry,
     config: EngineConfig,
     jobs: &flume::Receiver<Pending>,
+    finished: &flume::Sender<Finished>,
     stats: &EngineStats,
 ) {
     let mut open: Vec<OpenBatch> = Vec::new();
@@ -233,7 +259,7 @@ fn run(
             .map(|(i, _)| i);
         if let Some(index) = ready {
             let batch = open.swap_remove(index);
-            run_batch(registry, batch, stats);
+            run_batch(registry, batch, finished, stats);
             continue;
         }
         let received = match open.iter().map(|b| b.due).min() {
@@ -257,7 +283,7 @@ fn run(
             Err(false) => {} // a deadline passed: the loop runs the due batch
             Err(true) => {
                 for batch in open.drain(..) {
-                    run_batch(registry, batch, stats);
+                    run_batch(registry, batch, finished, stats);
                 }
                 debug!("inference thread stopping: no more senders");
                 return;
@@ -266,7 +292,12 @@ fn run(
     }
 }
 
-fn run_batch(registry: &ModelRegistry, batch: OpenBatch, stats: &EngineStats) {
+fn run_batch(
+    registry: &ModelRegistry,
+    batch: OpenBatch,
+    finished: &flume::Sender<Finished>,
+    stats: &EngineStats,
+) {
     let OpenBatch { key, jobs, .. } = batch;
     let Some(loaded) = registry.get(&key.model, &key.version) else {
         for job in jobs {
@@ -278,6 +309,7 @@ fn run_batch(registry: &ModelRegistry, batch: OpenBatch, stats: &EngineStats) {
         return;
     };
     let model = &loaded.model;
+    let on_cpu = model.device() == Device::Cpu;
     let mut passes = Vec::new();
     let started = Instant::now();
     let results = run_splitting(
@@ -290,7 +322,26 @@ fn run_batch(registry: &ModelRegistry, batch: OpenBatch, stats: &EngineStats) {
                 .f_view([slice.len() as i64, PARAMS_LEN as i64])
                 .map_err(|err| InferError::from_tch("params", err, InferErrorKind::InvalidInput))?;
             let video = model.generate(&images, &params, i64::from(key.frames))?;
-            video_to_frames(&video)
+            if !on_cpu {
+                return Ok(video_to_frames(&video)?
+                    .into_iter()
+                    .map(Output::Frames)
+                    .collect());
+            }
+            let size = video.size();
+            if size.first() != Some(&(slice.len() as i64)) {
+                return Err(InferError::new(
+                    InferErrorKind::ModelError,
+                    format!("a batch of {} gave a video of {size:?}", slice.len()),
+                ));
+            }
+            (0..slice.len() as i64)
+                .map(|job| {
+                    video.f_get(job).map(Output::Video).map_err(|err| {
+                        InferError::from_tch("split the video", err, InferErrorKind::ModelError)
+                    })
+                })
+                .collect()
         },
         &mut passes,
     );
@@ -304,9 +355,36 @@ fn run_batch(registry: &ModelRegistry, batch: OpenBatch, stats: &EngineStats) {
     if passes.len() > 1 {
         warn!(model = %key.model, batch = jobs.len(), passes = passes.len(), "batch split after a failure");
     }
-    for (job, result) in jobs.into_iter().zip(results) {
-        stats.jobs.fetch_add(1, Ordering::Relaxed);
-        // The caller may have gone (a drained worker): nothing to do then.
-        let _ = job.reply.send(result);
+    let answers = jobs.into_iter().map(|job| job.reply).zip(results).collect();
+    // Fails only if the answering thread is gone: the jobs' callers then hear that the engine
+    // dropped them.
+    let _ = finished.send(answers);
+}
+
+/// The answering thread: rounds CPU videos to frames and replies to each job.
+fn answer(finished: &flume::Receiver<Finished>, stats: &EngineStats) {
+    for answers in finished.iter() {
+        for (reply, result) in answers {
+            let frames = result.and_then(|output| match output {
+                Output::Frames(frames) => Ok(frames),
+                Output::Video(video) => one_clip(&video),
+            });
+            stats.jobs.fetch_add(1, Ordering::Relaxed);
+            // The caller may have gone (a drained worker): nothing to do then.
+            let _ = reply.send(frames);
+        }
     }
+}
+
+/// One job's `[T, 3, H, W]` video as frames.
+fn one_clip(video: &Tensor) -> Result<Vec<RgbFrame>, InferError> {
+    let batch = video
+        .f_unsqueeze(0)
+        .map_err(|err| InferError::from_tch("video to frames", err, InferErrorKind::ModelError))?;
+    video_to_frames(&batch)?.pop().ok_or_else(|| {
+        InferError::new(
+            InferErrorKind::ModelError,
+            "the model returned an empty video",
+        )
+    })
 }
