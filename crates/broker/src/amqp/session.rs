@@ -152,7 +152,7 @@ impl Sessions {
     }
 
     /// Asks RabbitMQ to close a connection, waiting for its answer no longer than the operation
-    /// timeout (the socket is dropped with the last handle either way).
+    /// timeout; a connection whose peer never answers is ended by the heartbeat.
     async fn close_connection(&self, session: &Session, code: u16, reason: &str) {
         let closing = session.connection.close(code, reason.into());
         if tokio::time::timeout(self.options.op_timeout, closing)
