@@ -1,6 +1,7 @@
 //! Dynamic batching on the CPU, side by side in one run (`cargo bench -p clipfleet-benches
 //! --bench inference`): jobs/s through the `Engine` with the `cost` model at max batch 8 against
-//! max batch 1, and bare forward passes of the same batches (what the engine adds around them);
+//! max batch 1, and bare forward passes of the same batches fed as the engine feeds them
+//! (`bare_forward_rate`: what the engine adds around them);
 //! plus `noop` jobs/s (the engine's own dispatch cost). One intra-op thread, as on the workers'
 //! CPU fallback. Rounds alternate the contenders; medians are reported.
 //!
@@ -12,11 +13,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clipfleet_benches::{env_usize, median};
+use clipfleet_benches::{bare_forward_rate, env_usize, median};
 use clipfleet_infer::{
     Device, Engine, EngineConfig, GenerateRequest, ModelRegistry, RgbFrame, VideoModel,
 };
-use tch::{Kind, Tensor};
 
 fn manifest() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/manifest.toml")
@@ -61,22 +61,6 @@ fn engine_rate(
     })
 }
 
-/// Jobs per second of bare forward passes at `batch` (no engine, no conversions).
-fn bare_rate(model: &VideoModel, batch: usize, jobs: usize, size: u32, frames: u32) -> f64 {
-    let side = i64::from(size);
-    let images = Tensor::rand([batch as i64, 3, side, side], (Kind::Float, Device::Cpu));
-    let params = Tensor::zeros([batch as i64, 4], (Kind::Float, Device::Cpu));
-    let started = Instant::now();
-    let mut done = 0;
-    while done < jobs {
-        let _video = model
-            .generate(&images, &params, i64::from(frames))
-            .expect("forward");
-        done += batch;
-    }
-    done as f64 / started.elapsed().as_secs_f64()
-}
-
 fn main() {
     tch::set_num_threads(1);
     let jobs = env_usize("BENCH_JOBS", 32);
@@ -97,8 +81,8 @@ fn main() {
     for _ in 0..rounds {
         batched.push(engine_rate(&runtime, "cost", 8, jobs, size, frames));
         single.push(engine_rate(&runtime, "cost", 1, jobs, size, frames));
-        bare8.push(bare_rate(&cost, 8, jobs, size, frames));
-        bare1.push(bare_rate(&cost, 1, jobs, size, frames));
+        bare8.push(bare_forward_rate(&cost, 8, jobs, size, i64::from(frames)));
+        bare1.push(bare_forward_rate(&cost, 1, jobs, size, i64::from(frames)));
         noop.push(engine_rate(&runtime, "noop", 32, jobs * 32, 64, 4));
     }
     let (b8, b1, f8, f1, n) = (

@@ -34,13 +34,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use clipfleet_benches::{env_usize, median};
+use clipfleet_benches::{bare_forward_rate, env_usize, median};
 use clipfleet_broker::{
     Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
 };
-use clipfleet_infer::{
-    Device, Engine, EngineConfig, ModelRegistry, ModelSpec, RgbFrame, frames_to_batch,
-};
+use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
 use clipfleet_proto::{
     AccountId, EventBatch, EventKind, Motion, PoolName, Timestamp, WorkerId, decode,
 };
@@ -50,7 +48,6 @@ use clipfleet_store::{
 };
 use clipfleet_worker::{WorkerConfig, WorkerDeps, default_encoder, job_for_photo, run, submit};
 use futures_util::StreamExt;
-use tch::{Kind, Tensor};
 
 /// A store whose every call takes `delay` longer: slow object storage.
 #[derive(Debug)]
@@ -274,26 +271,6 @@ async fn through_worker(
     }
 }
 
-/// Forward passes alone at `batch`, fed the way the engine feeds them (`frames_to_batch`: the
-/// 8-bit frames permuted to channels-first, which leaves them channels-last in memory).
-fn bare_rate(registry: &ModelRegistry, batch: usize, jobs: usize, side: u32, frames: i64) -> f64 {
-    let model = &registry.models().next().expect("model").model;
-    let pixels = (side * side * 3) as usize;
-    let image =
-        RgbFrame::new(side, side, (0..pixels).map(|i| (i % 251) as u8).collect()).expect("frame");
-    let images = frames_to_batch(&vec![image; batch], Device::Cpu).expect("batch");
-    let params = Tensor::zeros([batch as i64, 4], (Kind::Float, Device::Cpu));
-    // Untimed, like the engine's warm-up: the first pass sets up kernels and buffers.
-    let _warm = model.generate(&images, &params, frames).expect("warm-up");
-    let started = Instant::now();
-    let mut done = 0;
-    while done < jobs {
-        let _video = model.generate(&images, &params, frames).expect("forward");
-        done += batch;
-    }
-    done as f64 / started.elapsed().as_secs_f64()
-}
-
 fn sealed(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
     Arc::new(SealedObjectStore::new(
         inner,
@@ -334,18 +311,10 @@ fn overlap(runtime: &tokio::runtime::Runtime, jobs: usize, side: u32, rounds: us
     for round in 0..rounds {
         let (engine, models, registry) = load(&cost, 8);
         frames = i64::from(models[0].frames);
-        // On a thread of its own, as the engine runs: libtorch's (OpenMP) thread settings are
-        // per thread, and the main thread's differ from a fresh one's.
-        let bare_loop = || {
-            std::thread::scope(|scope| {
-                scope
-                    .spawn(|| bare_rate(&registry, 8, jobs, side, frames))
-                    .join()
-                    .expect("bare loop")
-            })
-        };
+        let model = &registry.models().next().expect("model").model;
         // Bare passes before and after the worker's run, their mean its reference: the host's
         // other load drifts over a round, and this cancels what drifts steadily.
+        let bare_loop = || bare_forward_rate(model, 8, jobs, side, frames);
         let before = bare_loop();
         let slow: Arc<dyn ObjectStore> = Arc::new(SlowStore {
             inner: Arc::new(InMemoryObjectStore::new()),

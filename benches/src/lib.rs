@@ -1,4 +1,10 @@
-//! What the benchmarks share: knobs read from the environment and the median of repeated runs.
+//! What the benchmarks share: knobs read from the environment, the median of repeated runs,
+//! and the bare forward passes that inference is measured against.
+
+use std::time::Instant;
+
+use clipfleet_infer::{Device, RgbFrame, VideoModel, frames_to_batch};
+use tch::{Kind, Tensor};
 
 /// `key` from the environment as a count, or `default` when unset or not a number.
 pub fn env_usize(key: &str, default: usize) -> usize {
@@ -12,4 +18,38 @@ pub fn env_usize(key: &str, default: usize) -> usize {
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Jobs per second of bare forward passes of `model` at `batch`: no engine, no conversion out,
+/// but fed as the engine feeds it (`frames_to_batch`: 8-bit frames permuted to channels-first,
+/// which leaves them channels-last in memory), after one untimed warm-up pass (as the engine's
+/// registry warms up), and on a thread of its own as the engine's passes run (libtorch's
+/// OpenMP settings are per thread, and the main thread's differ from a fresh one's).
+pub fn bare_forward_rate(
+    model: &VideoModel,
+    batch: usize,
+    jobs: usize,
+    side: u32,
+    frames: i64,
+) -> f64 {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let pixels = (side * side * 3) as usize;
+                let data = (0..pixels).map(|i| (i % 251) as u8).collect();
+                let image = RgbFrame::new(side, side, data).expect("frame");
+                let images = frames_to_batch(&vec![image; batch], Device::Cpu).expect("batch");
+                let params = Tensor::zeros([batch as i64, 4], (Kind::Float, Device::Cpu));
+                let _warm = model.generate(&images, &params, frames).expect("warm-up");
+                let started = Instant::now();
+                let mut done = 0;
+                while done < jobs {
+                    let _video = model.generate(&images, &params, frames).expect("forward");
+                    done += batch;
+                }
+                done as f64 / started.elapsed().as_secs_f64()
+            })
+            .join()
+            .expect("bare forward passes")
+    })
 }
