@@ -197,14 +197,18 @@ fn url_via(addr: std::net::SocketAddr) -> anyhow::Result<String> {
     Ok(format!("{scheme_user}@{addr}/{vhost}"))
 }
 
-/// A connection that goes silent (a partition or a frozen peer: no FIN, no RST) must not hold
-/// publishers until a heartbeat notices: the publish that gets no confirm times out, the
-/// session is dropped without waiting for RabbitMQ's answer to the close, and publishing goes
-/// on over a new connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_resumes_after_the_connection_goes_silent() -> anyhow::Result<()> {
+/// A broker connected through a fresh [`StallingProxy`] with `proxied_options`, one connected
+/// directly, and a pool of the test's own.
+struct Proxied {
+    proxy: StallingProxy,
+    broker: AmqpBroker,
+    direct: AmqpBroker,
+    pool: PoolName,
+}
+
+async fn proxied(proxied_options: BrokerOptions) -> anyhow::Result<Proxied> {
     let proxy = StallingProxy::start(rabbit_addr().await?).await?;
-    let broker = AmqpBroker::connect(&url_via(proxy.addr())?, options())
+    let broker = AmqpBroker::connect(&url_via(proxy.addr())?, proxied_options)
         .await
         .context("connect through the proxy")?;
     let direct = AmqpBroker::connect(&clipfleet_testkit::amqp_url(), options())
@@ -212,6 +216,26 @@ async fn publishing_resumes_after_the_connection_goes_silent() -> anyhow::Result
         .context("connect directly")?;
     let pool = unique_pool();
     direct.ensure_pool(&pool, PoolSpec::default()).await?;
+    Ok(Proxied {
+        proxy,
+        broker,
+        direct,
+        pool,
+    })
+}
+
+/// A connection that goes silent (a partition or a frozen peer: no FIN, no RST) must not hold
+/// publishers until a heartbeat notices: the publish that gets no confirm times out, the
+/// session is dropped without waiting for RabbitMQ's answer to the close, and publishing goes
+/// on over a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_resumes_after_the_connection_goes_silent() -> anyhow::Result<()> {
+    let Proxied {
+        proxy,
+        broker,
+        direct,
+        pool,
+    } = proxied(options()).await?;
     let topic = Topic::Jobs(pool.clone(), Priority::Free);
     broker
         .publish(&topic, Outgoing::new(&b"before"[..]))
@@ -282,19 +306,16 @@ async fn publishing_resumes_after_the_connection_goes_silent() -> anyhow::Result
 /// default of 60 s it would take two minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consuming_resumes_after_the_connection_goes_silent() -> anyhow::Result<()> {
-    let proxy = StallingProxy::start(rabbit_addr().await?).await?;
-    let quick = BrokerOptions {
+    let Proxied {
+        proxy,
+        broker,
+        direct,
+        pool,
+    } = proxied(BrokerOptions {
         heartbeat: Duration::from_secs(1),
         ..options()
-    };
-    let broker = AmqpBroker::connect(&url_via(proxy.addr())?, quick)
-        .await
-        .context("connect through the proxy")?;
-    let direct = AmqpBroker::connect(&clipfleet_testkit::amqp_url(), options())
-        .await
-        .context("connect directly")?;
-    let pool = unique_pool();
-    direct.ensure_pool(&pool, PoolSpec::default()).await?;
+    })
+    .await?;
     let (queue, topic) = (
         QueueRef::Jobs(pool.clone()),
         Topic::Jobs(pool.clone(), Priority::Free),
