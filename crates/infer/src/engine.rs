@@ -77,7 +77,7 @@ enum Output {
     Video(Tensor),
 }
 
-/// A pass's jobs with their outputs, for the converter thread to answer.
+/// A pass's jobs with their outputs, for the answering thread.
 type Finished = Vec<(Reply, Result<Output, InferError>)>;
 
 /// Jobs that may share a forward pass.
@@ -168,7 +168,7 @@ impl Engine {
     /// jobs (ends when the inference thread does).
     pub fn start(registry: ModelRegistry, config: EngineConfig) -> Result<Self, InferError> {
         let (queue, jobs) = flume::bounded(config.queue_capacity.max(1));
-        // Two passes may wait for conversion: past that the inference thread waits too.
+        // Two passes may wait to be answered: past that the inference thread waits too.
         let (finished, to_answer) = flume::bounded::<Finished>(2);
         let stats = Arc::new(EngineStats::new());
         let start_error = |what: &str, err: std::io::Error| {
