@@ -107,10 +107,9 @@ impl AmqpBroker {
                 retry_steps: Mutex::new(HashSet::new()),
             }),
         };
-        let names = &broker.inner.names;
         broker
             .on_channel("declare the base topology", async |channel| {
-                topology::declare_base(&channel, names).await
+                topology::declare_base(&channel, &broker.inner.names).await
             })
             .await?;
         Ok(broker)
@@ -239,9 +238,8 @@ impl AmqpBroker {
         if lock(&self.inner.retry_steps).contains(&step) {
             return Ok(());
         }
-        let names = &self.inner.names;
         self.on_channel("declare a retry step", async |channel| {
-            topology::declare_retry(&channel, names, step).await
+            topology::declare_retry(&channel, &self.inner.names, step).await
         })
         .await?;
         lock(&self.inner.retry_steps).insert(step);
@@ -309,9 +307,8 @@ impl AmqpBroker {
 #[async_trait]
 impl Broker for AmqpBroker {
     async fn ensure_pool(&self, pool: &PoolName, spec: PoolSpec) -> BrokerResult<()> {
-        let names = &self.inner.names;
         self.on_channel("declare a pool", async |channel| {
-            topology::declare_pool(&channel, names, pool, spec).await
+            topology::declare_pool(&channel, &self.inner.names, pool, spec).await
         })
         .await
     }
@@ -456,10 +453,9 @@ impl Broker for AmqpBroker {
     }
 
     async fn depth(&self, queue: &QueueRef) -> BrokerResult<QueueDepth> {
-        let names = &self.inner.names;
         self.on_channel("query a queue's depth", async |channel| {
             let (mut ready, mut consumers) = (0u64, 0u64);
-            for (name, _) in names.queues_of(queue) {
+            for (name, _) in self.inner.names.queues_of(queue) {
                 let options = QueueDeclareOptions {
                     passive: true,
                     ..QueueDeclareOptions::default()
@@ -499,9 +495,8 @@ impl Broker for AmqpBroker {
 impl ControlBus for AmqpBroker {
     async fn subscribe_control(&self, worker: &WorkerId) -> BrokerResult<()> {
         let queue = QueueRef::Control(worker.clone());
-        let names = &self.inner.names;
         self.on_channel("declare a control queue", async |channel| {
-            topology::declare_control(&channel, names, worker).await
+            topology::declare_control(&channel, &self.inner.names, worker).await
         })
         .await?;
         // Consume at once: an auto-delete queue lives as long as its consumer.
@@ -518,10 +513,9 @@ impl BrokerAdmin for AmqpBroker {
                 consumer.stop();
             }
         }
-        let names = &self.inner.names;
         self.on_channel("delete a pool", async |channel| {
             let queues = [QueueRef::Jobs(pool.clone()), QueueRef::Dead(pool.clone())];
-            for (name, _) in queues.iter().flat_map(|q| names.queues_of(q)) {
+            for (name, _) in queues.iter().flat_map(|q| self.inner.names.queues_of(q)) {
                 channel
                     .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                     .await
@@ -533,10 +527,9 @@ impl BrokerAdmin for AmqpBroker {
     }
 
     async fn purge(&self, queue: &QueueRef) -> BrokerResult<u64> {
-        let names = &self.inner.names;
         self.on_channel("purge a queue", async |channel| {
             let mut purged = 0u64;
-            for (name, _) in names.queues_of(queue) {
+            for (name, _) in self.inner.names.queues_of(queue) {
                 let count = channel
                     .queue_purge(name.as_str().into(), QueuePurgeOptions::default())
                     .await
