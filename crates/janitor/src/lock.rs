@@ -7,11 +7,15 @@
 //!   releases it, one whose connection breaks notices at its next check and gives up leading.
 //! - SQLite file: an exclusive `flock`-style lock on `<file>.janitor.lock` beside the database.
 //! - SQLite in memory: the database lives in one process; a lock in that process suffices.
+//!
+//! A build without the `postgres` feature has no PostgreSQL ledger, and so no advisory lock:
+//! a postgres:// URL is refused when the janitor opens its ledger, and here too.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[cfg(feature = "postgres")]
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{JanitorError, JanitorErrorKind};
@@ -31,6 +35,7 @@ pub enum LockSpec {
 #[derive(Debug)]
 pub enum LeaderLock {
     /// The connection holding the advisory lock.
+    #[cfg(feature = "postgres")]
     Postgres(Box<PgConnection>),
     /// The locked file.
     File(File),
@@ -39,6 +44,7 @@ pub enum LeaderLock {
 }
 
 /// A 64-bit key from text (FNV-1a), stable across builds and platforms.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 fn lock_key(text: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
@@ -73,6 +79,12 @@ impl LockSpec {
     /// Takes the lock if no other janitor holds it: `Ok(None)` when one does.
     pub async fn try_acquire(&self) -> Result<Option<LeaderLock>, JanitorError> {
         match self {
+            #[cfg(not(feature = "postgres"))]
+            LockSpec::Postgres(_) => Err(JanitorError::new(
+                JanitorErrorKind::InvalidInput,
+                "leader lock: built without the `postgres` feature, a PostgreSQL ledger is not available",
+            )),
+            #[cfg(feature = "postgres")]
             LockSpec::Postgres(url) => {
                 let unavailable = |what: &str, err: sqlx::Error| {
                     JanitorError::new(
@@ -137,6 +149,7 @@ impl LeaderLock {
     /// Whether the lock is still held: for PostgreSQL, whether its connection still answers.
     pub async fn still_held(&mut self) -> bool {
         match self {
+            #[cfg(feature = "postgres")]
             LeaderLock::Postgres(conn) => conn.ping().await.is_ok(),
             LeaderLock::File(_) | LeaderLock::InProcess(_) => true,
         }

@@ -159,7 +159,13 @@ impl MigrationSource<'static> for Embedded {
 /// Checks the scheme and completes a SQLite URL: files are created when missing.
 fn resolve_url(url: &str) -> Result<(Backend, String, bool), LedgerError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok((Backend::Postgres, url.to_owned(), false));
+        if cfg!(feature = "postgres") {
+            return Ok((Backend::Postgres, url.to_owned(), false));
+        }
+        return Err(LedgerError::invalid(
+            "built without the `postgres` feature of clipfleet-ledger: postgres:// is not \
+             available (the embedded build has SQLite only)",
+        ));
     }
     let Some(rest) = url.strip_prefix("sqlite:") else {
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
@@ -225,21 +231,30 @@ pub(crate) fn decode_error(column: &str, reason: impl Into<String>) -> sqlx::Err
 mod tests {
     use super::*;
 
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_urls_resolve_as_they_are() {
+        for url in ["postgres://u@h/db", "postgresql://h/db"] {
+            assert_eq!(
+                resolve_url(url).unwrap(),
+                (Backend::Postgres, url.to_owned(), false)
+            );
+        }
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn postgres_urls_are_refused_by_name_without_the_feature() {
+        for url in ["postgres://u@h/db", "postgresql://h/db"] {
+            let err = resolve_url(url).unwrap_err();
+            assert_eq!(err.kind(), crate::LedgerErrorKind::InvalidInput, "{url}");
+            assert!(err.to_string().contains("`postgres` feature"), "{err}");
+        }
+    }
+
     #[test]
     fn urls_resolve_to_backends() {
         let cases = [
-            (
-                "postgres://u@h/db",
-                Backend::Postgres,
-                "postgres://u@h/db",
-                false,
-            ),
-            (
-                "postgresql://h/db",
-                Backend::Postgres,
-                "postgresql://h/db",
-                false,
-            ),
             ("sqlite::memory:", Backend::Sqlite, "sqlite::memory:", true),
             (
                 "sqlite://:memory:",

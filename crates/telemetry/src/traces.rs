@@ -13,11 +13,14 @@
 //!
 //! Spans are exported at INFO and above from `clipfleet*` targets only: dependencies' spans
 //! (hyper, sqlx, lapin) stay out of traces whatever `RUST_LOG` says.
+//!
+//! The exporter is the crate's `otlp` feature (on in the service binaries): a build without it
+//! (the embedded `clipctl`) still reads the variables, and refuses an endpoint by name rather
+//! than dropping the spans without a word.
 
 use std::collections::BTreeMap;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
@@ -77,7 +80,9 @@ impl OtlpTraces {
     }
 
     /// A tracer provider batching spans to the endpoint from a thread of its own.
+    #[cfg(feature = "otlp")]
     pub(crate) fn provider(&self, service_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
+        use opentelemetry_otlp::{SpanExporter, WithExportConfig};
         let exporter = SpanExporter::builder()
             .with_http()
             .with_endpoint(self.endpoint.clone())
@@ -93,6 +98,19 @@ impl OtlpTraces {
             .with_batch_exporter(exporter)
             .with_resource(resource(service_name))
             .build())
+    }
+
+    /// Without the exporter compiled in, an endpoint is a configuration this build cannot keep.
+    #[cfg(not(feature = "otlp"))]
+    pub(crate) fn provider(
+        &self,
+        _service_name: &str,
+    ) -> Result<SdkTracerProvider, TelemetryError> {
+        Err(TelemetryError::invalid(format!(
+            "traces are to go to {:?}, but this build has no OTLP exporter (the `otlp` feature \
+             of clipfleet-telemetry): unset OTEL_EXPORTER_OTLP_*ENDPOINT or use a service binary",
+            self.endpoint
+        )))
     }
 }
 
@@ -171,10 +189,20 @@ mod tests {
         assert!(OtlpTraces::new("collector:4318").is_err());
     }
 
+    #[cfg(feature = "otlp")]
     #[test]
     fn a_provider_builds_without_a_runtime_or_a_collector() {
         let traces = OtlpTraces::new("http://127.0.0.1:9/v1/traces").expect("valid");
         let provider = traces.provider("test").expect("provider");
         provider.shutdown().ok();
+    }
+
+    #[cfg(not(feature = "otlp"))]
+    #[test]
+    fn an_endpoint_without_the_exporter_is_refused_by_name() {
+        let traces = OtlpTraces::new("http://127.0.0.1:9/v1/traces").expect("valid");
+        let err = traces.provider("test").expect_err("no exporter");
+        assert_eq!(err.kind(), crate::TelemetryErrorKind::InvalidInput);
+        assert!(err.to_string().contains("`otlp` feature"), "{err}");
     }
 }

@@ -11,7 +11,7 @@ use clipfleet_ledger::{NewAccount, PersonalFields};
 use clipfleet_proto::{AccountId, GenerateJob};
 use clipfleet_store::{ObjectKey, StoreErrorKind};
 
-use crate::common::{memory_ctx, pool, submit};
+use super::common::{memory_ctx, pool, submit};
 
 fn args() -> DlqArgs {
     DlqArgs {

@@ -14,7 +14,7 @@ use clipfleet_fleet::{DEV_TOKEN, Fleet, FleetOptions};
 use clipfleet_testkit::{repo_root, small_noop_manifest};
 use serde_json::json;
 
-use crate::common::{config, pool, sample_photo};
+use super::common::{config, pool, sample_photo};
 
 fn all() -> Target {
     Target {

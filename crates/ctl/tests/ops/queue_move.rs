@@ -14,7 +14,7 @@ use clipfleet_ctl::{Exit, run};
 use clipfleet_proto::Priority;
 use clipfleet_testkit::{amqp_url, unique_name};
 
-use crate::common::{memory_ctx, pool};
+use super::common::{memory_ctx, pool};
 
 fn numbered(range: std::ops::Range<usize>) -> Vec<Outgoing> {
     range

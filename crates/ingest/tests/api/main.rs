@@ -5,5 +5,6 @@ mod accounts;
 mod bad_input;
 mod fleet;
 mod jobs;
+#[cfg(all(feature = "amqp", feature = "s3", feature = "postgres"))]
 mod real_services;
 mod submit;
