@@ -2,10 +2,11 @@
 # scripts/install-system-deps.sh - installs the system packages the build and tests need and a
 # fresh machine lacks: ffmpeg/ffprobe (crates/media's encoder and its ffprobe checks),
 # libheif-dev (crates/media's `heic` feature) and nasm (openh264's SIMD kernels: without it
-# the crate builds only its plain C fallbacks). Idempotent: installs only what is missing and
+# the crate builds only its plain C fallbacks) and mold (the linker scripts/link-cc hands every
+# link to: the test build links dozens of binaries against libtorch). Idempotent: installs only what is missing and
 # refreshes the package index only then. Debian/Ubuntu (apt); needs root or sudo.
 set -euo pipefail
-packages=(ffmpeg libheif-dev nasm)
+packages=(ffmpeg libheif-dev nasm mold)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
