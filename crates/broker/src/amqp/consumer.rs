@@ -113,6 +113,22 @@ impl QueueConsumer {
         }
     }
 
+    /// Ends consuming for good, in the order lapin needs: each lane's channel is closed and
+    /// its close-ok awaited (RabbitMQ cancels the channel's consumer with it), then the tasks
+    /// stop. Stopping first drops lapin's `Consumer` on an open channel, and lapin then sends
+    /// `basic.cancel` and closes the channel at once: a `cancel-ok` arriving on the closing
+    /// channel is a connection-level error (UNEXPECTED-FRAME) that fails every other operation
+    /// on the connection (seen as `delete_pool` failing under a loaded test run).
+    pub(crate) async fn close(&self) {
+        for lane in &self.lanes {
+            let channel = lock(&lane.channel).take();
+            if let Some(channel) = channel {
+                close_channel(&channel, self.op_timeout, "clipfleet: consumer closed").await;
+            }
+        }
+        self.stop();
+    }
+
     /// Stops the lanes' tasks (their channels close with them).
     pub(crate) fn stop(&self) {
         for task in lock(&self.tasks).drain(..) {

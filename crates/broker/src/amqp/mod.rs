@@ -509,8 +509,9 @@ impl ControlBus for AmqpBroker {
 impl BrokerAdmin for AmqpBroker {
     async fn delete_pool(&self, pool: &PoolName) -> BrokerResult<()> {
         for queue in [QueueRef::Jobs(pool.clone()), QueueRef::Dead(pool.clone())] {
-            if let Some(consumer) = lock(&self.inner.consumers).remove(&queue) {
-                consumer.stop();
+            let consumer = lock(&self.inner.consumers).remove(&queue);
+            if let Some(consumer) = consumer {
+                consumer.close().await;
             }
         }
         self.on_channel("delete a pool", async |channel| {
