@@ -81,8 +81,8 @@ start() {
   psql -h 127.0.0.1 -U postgres -d test -tAc "select 1 from pg_database where datname = 'clipfleet_local'" | grep -q 1 \
     || psql -h 127.0.0.1 -U postgres -d test -qc "create database clipfleet_local"
   curl -fsS -o /dev/null -X PUT "$AWS_ENDPOINT_URL/clipfleet-local" || true
-  cargo build --quiet --manifest-path "$root/Cargo.toml" --locked "${flag[@]}" \
-    -p clipfleet-ingest -p clipfleet-worker -p clipfleet-janitor -p clipfleet-ctl
+  (cd "$root" && cargo build --quiet --locked "${flag[@]}" \
+    -p clipfleet-ingest -p clipfleet-worker -p clipfleet-janitor -p clipfleet-ctl)
   write_config
   local bin="$CARGO_TARGET_DIR/$profile"
   export CLIPFLEET_CONFIG="$state/clipfleet.toml" RUST_LOG="${RUST_LOG:-info}"
