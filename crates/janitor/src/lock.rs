@@ -8,8 +8,9 @@
 //! - SQLite file: an exclusive `flock`-style lock on `<file>.janitor.lock` beside the database.
 //! - SQLite in memory: the database lives in one process; a lock in that process suffices.
 //!
-//! A build without the `postgres` feature has no PostgreSQL ledger, and so no advisory lock:
-//! a postgres:// URL is refused when the janitor opens its ledger, and here too.
+//! A build without the `postgres` feature has no PostgreSQL ledger, and so no advisory lock: a
+//! postgres:// URL is refused when the ledger opens, and by `for_ledger_url` for callers that
+//! resolve the lock first.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use crate::error::{JanitorError, JanitorErrorKind};
 #[derive(Debug, Clone)]
 pub enum LockSpec {
     /// An advisory lock in this PostgreSQL database.
+    #[cfg(feature = "postgres")]
     Postgres(String),
     /// A lock file.
     File(PathBuf),
@@ -58,7 +60,14 @@ impl LockSpec {
     /// The lock for the ledger at `url`.
     pub fn for_ledger_url(url: &str) -> Result<LockSpec, JanitorError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
             return Ok(LockSpec::Postgres(url.to_owned()));
+            #[cfg(not(feature = "postgres"))]
+            return Err(JanitorError::new(
+                JanitorErrorKind::InvalidInput,
+                "leader lock: built without the `postgres` feature, a PostgreSQL ledger is not \
+                 available",
+            ));
         }
         let Some(rest) = url.strip_prefix("sqlite:") else {
             return Err(JanitorError::new(
@@ -79,11 +88,6 @@ impl LockSpec {
     /// Takes the lock if no other janitor holds it: `Ok(None)` when one does.
     pub async fn try_acquire(&self) -> Result<Option<LeaderLock>, JanitorError> {
         match self {
-            #[cfg(not(feature = "postgres"))]
-            LockSpec::Postgres(_) => Err(JanitorError::new(
-                JanitorErrorKind::InvalidInput,
-                "leader lock: built without the `postgres` feature, a PostgreSQL ledger is not available",
-            )),
             #[cfg(feature = "postgres")]
             LockSpec::Postgres(url) => {
                 let unavailable = |what: &str, err: sqlx::Error| {
@@ -162,10 +166,18 @@ mod tests {
 
     #[test]
     fn urls_choose_the_lock() {
+        #[cfg(feature = "postgres")]
         assert!(matches!(
             LockSpec::for_ledger_url("postgres://u@h/db").unwrap(),
             LockSpec::Postgres(_)
         ));
+        #[cfg(not(feature = "postgres"))]
+        assert!(
+            LockSpec::for_ledger_url("postgres://u@h/db")
+                .unwrap_err()
+                .to_string()
+                .contains("`postgres` feature")
+        );
         assert!(matches!(
             LockSpec::for_ledger_url("sqlite::memory:").unwrap(),
             LockSpec::InProcess(_)

@@ -120,12 +120,7 @@ impl QueueConsumer {
     /// channel is a connection-level error (UNEXPECTED-FRAME) that fails every other operation
     /// on the connection (seen as `delete_pool` failing under a loaded test run).
     pub(crate) async fn close(&self) {
-        for lane in &self.lanes {
-            let channel = lock(&lane.channel).take();
-            if let Some(channel) = channel {
-                close_channel(&channel, self.op_timeout, "clipfleet: consumer closed").await;
-            }
-        }
+        self.reset().await;
         self.stop();
     }
 
