@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clipfleet_config::Config;
-use clipfleet_ledger::{Clock, Ledger, SystemClock};
+use clipfleet_ledger::{Clock, Ledger, NewSweep, SystemClock};
 use clipfleet_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -151,6 +151,7 @@ impl Janitor {
             info!("leader lock taken");
         }
         let started = Instant::now();
+        let started_at = self.clock.now();
         let plan = self.plan().await?;
         let executor = Executor::new(&self.ledger, self.store.as_ref(), self.options.clone());
         let report = executor.execute(&plan).await;
@@ -158,6 +159,23 @@ impl Janitor {
         let took = started.elapsed();
         self.metrics
             .record_sweep(&report, took, self.clock.now().unix_ms());
+        // The console's "last sweeps". A record that cannot be written costs the operator a
+        // row, never a deletion: the sweep itself is done and audited.
+        let record = NewSweep {
+            started_at,
+            took,
+            deleted: report
+                .deleted
+                .iter()
+                .map(|(rule, n)| (rule.as_str().to_owned(), *n))
+                .collect(),
+            accounts_purged: report.accounts_purged,
+            failures: report.failures,
+            recovered: report.recovered,
+        };
+        if let Err(err) = self.ledger.record_sweep(&record).await {
+            warn!(error = %err, "could not record the sweep");
+        }
         info!(
             deleted = report.total_deleted(),
             accounts = report.accounts_purged,

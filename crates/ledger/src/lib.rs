@@ -19,6 +19,8 @@
 //!   write-ahead log (deduplicated intents confirmed once verified).
 //! - `usage`: the policy's usage details per request ([`UsageRecord`]).
 //! - `audit`: the deletion audit ([`Deletion`]).
+//! - `operations`: what the operator console reads (recent jobs, attempts, per-minute rates)
+//!   and the janitor's sweep records ([`SweepRecord`]).
 //! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
 //! - `error`: [`LedgerError`] and its [`LedgerErrorKind`]; sqlx errors are converted there only.
 
@@ -29,6 +31,7 @@ mod error;
 mod events;
 mod job;
 mod ledger;
+mod operations;
 mod purge;
 mod retention;
 mod sweep;
@@ -41,6 +44,7 @@ pub use error::{LedgerError, LedgerErrorKind};
 pub use events::ApplyOutcome;
 pub use job::{Idempotency, InsertedJob, Job, JobStatus, NewJob};
 pub use ledger::{Backend, Ledger};
+pub use operations::{Attempt, MinuteRate, NewSweep, SweepRecord};
 pub use purge::PurgedRows;
 pub use retention::JobCursor;
 pub use usage::{MAX_LIST_LIMIT, NewUsage, UsageRecord};

@@ -18,6 +18,7 @@ on_both!(
     deletion_audit_holds_no_personal_data,
     account_rows_purge,
     janitor_sweeps,
+    operator_reads,
 );
 
 #[tokio::test]

@@ -13,10 +13,12 @@ use crate::events::{account, account_id};
 use crate::fixture::{Fixture, START};
 
 mod jobs;
+mod operations;
 mod records;
 mod sweep;
 
 pub use jobs::{concurrent_consumers_agree, events_reach_the_expected_row, idempotency_keys};
+pub use operations::operator_reads;
 pub use records::{account_rows_purge, deletion_audit_holds_no_personal_data, usage_records};
 pub use sweep::janitor_sweeps;
 
@@ -47,13 +49,14 @@ pub async fn migrations_apply_twice(f: &Fixture) -> anyhow::Result<()> {
         .await
         .context("count applied migrations")?
         .try_get("n")?;
-    ensure!(applied == 2, "{applied} migrations recorded, expected 2");
+    ensure!(applied == 3, "{applied} migrations recorded, expected 3");
     for table in [
         "accounts",
         "jobs",
         "job_attempts",
         "usage_records",
         "deletions",
+        "janitor_sweeps",
     ] {
         sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(f.ledger.pool())
