@@ -5,14 +5,17 @@
 //! The services themselves are started by `scripts/services.sh` (RabbitMQ, PostgreSQL, the S3
 //! and SQS emulator); tests never start or stop shared services. A test that must stop its
 //! broker starts a [`PrivateRabbit`] of its own; one that must cut a connection silently puts a
-//! [`StallingProxy`] in front of the service.
+//! [`StallingProxy`] in front of the service. Browser tests drive Debian's Chromium through
+//! its WebDriver ([`Browser`]).
 
+mod browser;
 mod images;
 mod models;
 mod pg;
 mod proxy;
 mod rabbit;
 
+pub use browser::Browser;
 pub use images::png_claiming;
 pub use models::{repo_root, small_noop_entry, small_noop_manifest};
 pub use pg::PgSchema;
