@@ -65,8 +65,12 @@ pub enum Command {
     Topology(TopologyCommand),
     /// The main job: a photo becomes a video, through the real ingest HTTP path.
     Generate(GenerateArgs),
-    /// The whole fleet in one process on embedded defaults: ingest, workers, janitor.
+    /// The whole fleet in one process on embedded defaults: ingest, workers, janitor, and the
+    /// web console with the try-it page.
     Up(UpArgs),
+    /// The operator web console for the config's fleet (overview, jobs, dead letters,
+    /// steering, janitor), until Ctrl-C.
+    Console(ConsoleArgs),
     /// Shell completions on stdout.
     Completions {
         /// The shell.
@@ -265,6 +269,24 @@ pub struct UpArgs {
     /// Janitor sweep interval.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub janitor_every: Duration,
+    /// Where the web console and the try-it page listen.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub console: SocketAddr,
+}
+
+/// `console`.
+#[derive(Debug, Args, PartialEq)]
+pub struct ConsoleArgs {
+    /// Where it listens.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// The operator token to sign in with (at least 16 characters; not the API token). Without
+    /// it a random one is made and printed.
+    #[arg(long, env = "CLIPFLEET_CONSOLE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Mark the session cookie `Secure`: the console is reached over TLS (a proxy in front).
+    #[arg(long)]
+    pub secure_cookie: bool,
 }
 
 /// `jobs:POOL` or `dead:POOL`.

@@ -68,6 +68,11 @@ impl Ctx {
         }
     }
 
+    /// The same fleet, backends opened afresh, with progress bars hidden (a service's `Ctx`).
+    pub fn quiet(&self) -> Ctx {
+        Ctx::new((*self.config).clone(), Output::Json, self.namespace.clone())
+    }
+
     /// Whether read commands print JSON.
     pub fn json(&self) -> bool {
         self.output == Output::Json

@@ -1,6 +1,7 @@
 //! `generate` (the main job: a photo becomes a video through the real ingest HTTP path) and
-//! `up` (the whole fleet in one process).
+//! `up` (the whole fleet in one process, with the console), `console` (the console alone).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -11,8 +12,9 @@ use clipfleet_proto::{AccountId, JobId};
 use clipfleet_store::{ObjectKey, StoreErrorKind};
 use serde_json::json;
 
-use crate::cli::{GenerateArgs, UpArgs};
-use crate::ctx::Ctx;
+use crate::cli::{ConsoleArgs, GenerateArgs, Output, UpArgs};
+use crate::console::{self, ConsoleOptions};
+use crate::ctx::{Backends, Ctx};
 use crate::exit::{CtlResult, Exit, Failure};
 use crate::output::Report;
 use crate::progress;
@@ -187,8 +189,45 @@ pub async fn up(ctx: &Ctx, args: &UpArgs) -> CtlResult<Report> {
     let fleet = Fleet::start(options).await?;
     spinner.finish_and_clear();
     let base = fleet.base_url().to_owned();
+    let console_ctx = Arc::new(Ctx::with_backends(
+        ctx.config.clone(),
+        Output::Json,
+        Backends {
+            broker: fleet.broker.clone(),
+            raw_store: fleet.raw_store.clone(),
+            store: fleet.store.clone(),
+            ledger: fleet.ledger.clone(),
+        },
+    ));
+    let operator_token = operator_token(None)?;
+    let listener = tokio::net::TcpListener::bind(args.console)
+        .await
+        .with_context(|| format!("listen on {} for the console", args.console))
+        .map_err(|err| Failure::new(Exit::Unavailable, err))?;
+    let console_url = format!(
+        "http://{}",
+        listener.local_addr().context("console address")?
+    );
+    let try_it = Client::new(&base, DEV_TOKEN)
+        .map_err(client_failure)?
+        .with_device_id("clipctl-try-it");
+    let (stop_console, console_stopped) = tokio::sync::oneshot::channel::<()>();
+    let console = tokio::spawn(console::serve(
+        console_ctx,
+        ConsoleOptions {
+            operator_token: operator_token.clone(),
+            secure_cookie: false,
+            try_it: Some(try_it),
+        },
+        listener,
+        async move {
+            let _ = console_stopped.await;
+        },
+    ));
     eprintln!(
         "clipfleet is up: ingest at {base}, {} worker(s), janitor every {:?}\n\
+         try it in a browser: {console_url}/try\n\
+         console:  {console_url}/ (operator token: {operator_token})\n\
          token: {DEV_TOKEN}\n\
          try:   curl -s -H 'authorization: Bearer {DEV_TOKEN}' -H 'content-type: application/json' \\\n\
                   -d '{{\"account_id\":\"demo\",\"birth_date\":\"1990-01-01\"}}' {base}/v1/accounts\n\
@@ -199,6 +238,12 @@ pub async fn up(ctx: &Ctx, args: &UpArgs) -> CtlResult<Report> {
         args.janitor_every,
     );
     shutdown_signal().await;
+    let _ = stop_console.send(());
+    match console.await {
+        Ok(Err(err)) => tracing::warn!(error = %err, "the console stopped with an error"),
+        Err(err) => tracing::warn!(error = %err, "the console task failed"),
+        Ok(Ok(())) => {}
+    }
     eprintln!("stopping: draining workers");
     let report = fleet.shutdown().await?;
     let done: u64 = report.workers.iter().map(|(_, r)| r.succeeded).sum();
@@ -217,4 +262,57 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// The operator token: the one given (at least 16 characters), or a new random one.
+fn operator_token(given: Option<&str>) -> CtlResult<String> {
+    match given {
+        Some(token) if token.len() >= 16 => Ok(token.to_owned()),
+        Some(_) => Err(Failure::msg(
+            Exit::Usage,
+            "the console's operator token must be at least 16 characters",
+        )),
+        None => {
+            let token = console::random_token();
+            if token.is_empty() {
+                return Err(Failure::msg(
+                    Exit::Failed,
+                    "the system's random number source failed: no operator token",
+                ));
+            }
+            Ok(token)
+        }
+    }
+}
+
+/// `console`: the operator web console for the config's fleet until Ctrl-C or SIGTERM.
+#[allow(clippy::print_stderr)] // the banner: where the console is and how to sign in
+pub async fn console(ctx: &Ctx, args: &ConsoleArgs) -> CtlResult<Report> {
+    let token = operator_token(args.token.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))
+        .map_err(|err| Failure::new(Exit::Unavailable, err))?;
+    let url = format!(
+        "http://{}",
+        listener.local_addr().context("console address")?
+    );
+    if args.token.is_none() {
+        eprintln!("console: {url}/ (operator token: {token})");
+    } else {
+        eprintln!("console: {url}/ (sign in with the operator token given)");
+    }
+    console::serve(
+        Arc::new(ctx.quiet()),
+        ConsoleOptions {
+            operator_token: token,
+            secure_cookie: args.secure_cookie,
+            try_it: None,
+        },
+        listener,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|err| Failure::new(Exit::Failed, err))?;
+    Ok(Report::new(json!({ "url": url }), "console stopped\n"))
 }

@@ -10,10 +10,12 @@
 //! - `steer`: `drain [--wait]`, `pause`, `resume`.
 //! - `queues`: `queue move` (batches move whole or not at all), `dlq list|replay|purge`.
 //! - `records`: `job show`, `account purge`, `janitor plan`, `topology apply`.
-//! - `generate`: `generate` (the main job through ingest's HTTP API) and `up`.
+//! - `generate`: `generate` (the main job through ingest's HTTP API) and `up` (with the console).
+//! - `console`: the operator web console and the try-it page (`console`, and `up`).
 //! - `output`, `progress`: JSON or text reports; progress bars on stderr.
 
 pub mod cli;
+pub mod console;
 mod ctx;
 mod exit;
 mod generate;
@@ -62,6 +64,7 @@ pub async fn run(ctx: &Ctx, command: &Command) -> CtlResult<Report> {
         Command::Topology(TopologyCommand::Apply) => records::topology_apply(ctx).await,
         Command::Generate(args) => generate::generate(ctx, args).await,
         Command::Up(args) => generate::up(ctx, args).await,
+        Command::Console(args) => generate::console(ctx, args).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "clipctl", &mut out);

@@ -14,7 +14,7 @@ use clipfleet_broker::{
     Broker, DEAD_REASON_HEADER, Delivery, Nack, Outgoing, QueueRef, Receive, Topic,
 };
 use clipfleet_ledger::{AccountStatus, DeletionReason, NewDeletion, SubjectKind};
-use clipfleet_proto::{ErrorCode, GenerateJob, decode};
+use clipfleet_proto::{ErrorCode, GenerateJob, PoolName, decode};
 use clipfleet_store::{ObjectKey, StoreErrorKind};
 use serde::Serialize;
 use serde_json::json;
@@ -137,12 +137,11 @@ async fn take(broker: &dyn Broker, queue: &QueueRef, limit: u64) -> CtlResult<Ve
     Ok(taken)
 }
 
-/// `dlq list`: reads the dead letters and puts them back untouched.
-pub async fn list(ctx: &Ctx, args: &DlqArgs) -> CtlResult<Report> {
-    let pool = ctx.pool(args.pool.as_deref())?.name.clone();
+/// Up to `limit` dead letters of `pool`, read and put back untouched.
+pub async fn peek(ctx: &Ctx, pool: &PoolName, limit: u64) -> CtlResult<Vec<DeadLetter>> {
     let broker = ctx.broker().await?;
     let queue = QueueRef::Dead(pool.clone());
-    let taken = take(broker.as_ref(), &queue, args.limit).await?;
+    let taken = take(broker.as_ref(), &queue, limit).await?;
     let letters: Vec<DeadLetter> = taken.iter().map(|d| describe(d).0).collect();
     for delivery in &taken {
         broker
@@ -150,6 +149,13 @@ pub async fn list(ctx: &Ctx, args: &DlqArgs) -> CtlResult<Report> {
             .await
             .map_err(anyhow::Error::from)?;
     }
+    Ok(letters)
+}
+
+/// `dlq list`: reads the dead letters and puts them back untouched.
+pub async fn list(ctx: &Ctx, args: &DlqArgs) -> CtlResult<Report> {
+    let pool = ctx.pool(args.pool.as_deref())?.name.clone();
+    let letters = peek(ctx, &pool, args.limit).await?;
     let mut text = format!("{} dead letter(s) in pool {pool}\n", letters.len());
     if !letters.is_empty() {
         let _ = writeln!(

@@ -32,8 +32,8 @@ pub struct PoolStatus {
     pub dead: u64,
 }
 
-/// `status`.
-pub async fn status(ctx: &Ctx, args: &StatusArgs) -> CtlResult<Report> {
+/// Every pool's queue depths.
+pub async fn pool_statuses(ctx: &Ctx) -> CtlResult<Vec<PoolStatus>> {
     let broker = ctx.broker().await?;
     let mut pools = Vec::new();
     for pool in &ctx.config.pools {
@@ -55,6 +55,13 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> CtlResult<Report> {
             dead: dead.ready,
         });
     }
+    Ok(pools)
+}
+
+/// `status`.
+pub async fn status(ctx: &Ctx, args: &StatusArgs) -> CtlResult<Report> {
+    let pools = pool_statuses(ctx).await?;
+    let broker = ctx.broker().await?;
     let workers: Option<Vec<WorkerSeen>> = match Listener::subscribe(broker.as_ref()).await? {
         Some(listener) => {
             let spinner = progress::spinner(ctx, "listening for worker heartbeats");

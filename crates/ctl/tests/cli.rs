@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, error::ErrorKind};
 use clipfleet_ctl::cli::{
-    AccountCommand, Cli, Command, DlqArgs, DlqCommand, DrainArgs, GenerateArgs, JanitorCommand,
-    JobCommand, Output, PurgeReason, QueueCommand, QueueName, StatusArgs, Target, UpArgs,
+    AccountCommand, Cli, Command, ConsoleArgs, DlqArgs, DlqCommand, DrainArgs, GenerateArgs,
+    JanitorCommand, JobCommand, Output, PurgeReason, QueueCommand, QueueName, StatusArgs, Target,
+    UpArgs,
 };
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -173,6 +174,15 @@ fn generate_and_up() {
             listen: "127.0.0.1:9000".parse().expect("addr"),
             workers: 3,
             janitor_every: Duration::from_secs(10),
+            console: "127.0.0.1:8090".parse().expect("addr"),
+        })
+    );
+    assert_eq!(
+        command(&["console", "--listen", "127.0.0.1:0", "--secure-cookie"]),
+        Command::Console(ConsoleArgs {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            token: None,
+            secure_cookie: true,
         })
     );
 }

@@ -1,6 +1,7 @@
-//! clipctl's integration tests in one binary: the command line, and the commands against real
-//! backends (`ops`).
+//! clipctl's integration tests in one binary: the command line, the commands against real
+//! backends (`ops`), and the web console in a real browser (`console`).
 
 mod cli;
+mod console;
 #[cfg(feature = "amqp")]
 mod ops;
