@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# clipctl: the operator CLI (no server), e.g. as a Kubernetes Job or `docker run --rm`.
+# clipctl: the operator CLI, e.g. as a Kubernetes Job or `docker run --rm`, and the operator web
+# console (`clipctl console`, deploy/k8s/base/console.yaml).
 # Build from the repository root:
 #   docker build -f deploy/docker/ctl.Dockerfile -t clipfleet/clipctl:0.1.0 .
 # clipctl also carries the embedded all-in-one fleet (`clipctl generate`, `clipctl up`), which
@@ -35,7 +36,7 @@ RUN apt-get update \
 COPY --from=build /out/ /
 COPY models/manifest.toml models/*.pt /opt/clipfleet/models/
 USER 10001:10001
-# A command-line tool: nothing stays up to be checked.
+# Mostly a command-line tool; the console's /livez and /readyz are probed by Kubernetes.
 HEALTHCHECK NONE
 ENTRYPOINT ["/usr/local/bin/clipctl"]
 CMD ["--help"]

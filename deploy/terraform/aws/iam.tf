@@ -14,6 +14,7 @@ locals {
     ingest  = data.aws_iam_policy_document.ingest.json
     worker  = data.aws_iam_policy_document.worker.json
     janitor = data.aws_iam_policy_document.janitor.json
+    console = data.aws_iam_policy_document.console.json
   }
 }
 
@@ -162,6 +163,35 @@ data "aws_iam_policy_document" "janitor" {
     sid       = "ListVersions"
     actions   = ["s3:ListBucketVersions"]
     resources = [local.bucket_arn]
+  }
+}
+
+# --- console: what `clipctl console` does (see whether media is stored, never read it; replay
+# and purge dead letters; check tombstones before a replay) ---
+data "aws_iam_policy_document" "console" {
+  source_policy_documents = [data.aws_iam_policy_document.common.json]
+  statement {
+    sid = "SeeStoredNotContent"
+    # GetObject is what HeadObject needs; the console only asks whether an object is there
+    # (a job's page says "stored" or "gone") and, for the janitor's plan, object metadata.
+    actions   = ["s3:GetObject"]
+    resources = [local.objects.inputs, local.objects.outputs, local.objects.sessions, local.objects.tombstones]
+  }
+  statement {
+    sid = "DiscardDeadPhotos"
+    # A purged dead letter, or one whose account may no longer run jobs, has its photo deleted.
+    actions   = ["s3:DeleteObject"]
+    resources = [local.objects.inputs]
+  }
+  statement {
+    sid       = "ReadDeadLetters"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+    resources = local.dead_queue_arns
+  }
+  statement {
+    sid       = "ReplayDeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = local.job_queue_arns
   }
 }
 

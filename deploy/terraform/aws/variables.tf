@@ -39,7 +39,7 @@ variable "oidc_issuer" {
 }
 
 variable "k8s_namespace" {
-  description = "Namespace of clipfleet's service accounts (clip-ingest, clip-worker, clip-janitor)."
+  description = "Namespace of clipfleet's service accounts (clip-ingest, clip-worker, clip-janitor, clip-console)."
   type        = string
   default     = "clipfleet"
 }
