@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libheif1 ffmpeg \
+ && apt-get install -y --no-install-recommends ca-certificates curl libheif1 ffmpeg \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 clipfleet \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
@@ -36,7 +36,8 @@ RUN apt-get update \
 COPY --from=build /out/ /
 COPY models/manifest.toml models/*.pt /opt/clipfleet/models/
 USER 10001:10001
-# Mostly a command-line tool; the console's /livez and /readyz are probed by Kubernetes.
+# Mostly a command-line tool; the console's /livez and /readyz are probed by Kubernetes and
+# compose (curl).
 HEALTHCHECK NONE
 ENTRYPOINT ["/usr/local/bin/clipctl"]
 CMD ["--help"]
