@@ -224,6 +224,11 @@ async fn operator_session(
         browser.text("#photo-stored").await? == "gone",
         "the photo is gone"
     );
+    let stages = browser.text("#worker-stages").await?;
+    anyhow::ensure!(
+        stages.contains("fetch") && stages.contains("infer") && stages.contains("encode"),
+        "the worker's stages: {stages}"
+    );
     let timeline = browser.text("#timeline").await?;
     anyhow::ensure!(
         timeline.contains("submitted to pool default")

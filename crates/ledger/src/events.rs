@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use clipfleet_proto::{ErrorCode, EventBatch, EventKind, JobEvent, Message};
+use clipfleet_proto::{ErrorCode, EventBatch, EventKind, JobEvent, Message, StageDurations};
 use sqlx::Any;
 
 use crate::error::{LedgerError, sqlx_err};
@@ -63,11 +63,12 @@ enum Effect {
     Started { at: i64, worker: String },
     /// Progress report.
     Progress { pct: i64, at: i64 },
-    /// The video is stored.
+    /// The video is stored; `stages` is what the worker measured (`stage=ms;…`).
     Output {
         key: String,
         size: i64,
         expires_at: i64,
+        stages: String,
     },
     /// A failure, ranked by `key`.
     Error {
@@ -102,6 +103,19 @@ pub(crate) fn status_key(status: JobStatus, at: i64) -> Result<i64, LedgerError>
     })
 }
 
+/// A worker's stage timings as the ledger keeps them: `stage=ms;…` in a fixed order.
+pub(crate) fn encode_stages(stages: &StageDurations) -> String {
+    format!(
+        "queue_wait={};fetch={};batch_wait={};infer={};encode={};store={}",
+        stages.queue_wait_ms,
+        stages.fetch_ms,
+        stages.batch_wait_ms,
+        stages.infer_ms,
+        stages.encode_ms,
+        stages.store_ms
+    )
+}
+
 /// The effects of one event; empty for a kind this version does not know.
 fn effects(event: &JobEvent, output_ttl_ms: i64) -> Result<Vec<Effect>, LedgerError> {
     let at = to_ms(event.at)?;
@@ -128,7 +142,9 @@ fn effects(event: &JobEvent, output_ttl_ms: i64) -> Result<Vec<Effect>, LedgerEr
             status(JobStatus::Running)?,
         ],
         EventKind::Succeeded {
-            output_key, size, ..
+            output_key,
+            size,
+            stages,
         } => vec![
             // A finished job reads 100 %, unless a later attempt (a redelivery) reports less.
             Effect::Progress { pct: 100, at },
@@ -137,6 +153,7 @@ fn effects(event: &JobEvent, output_ttl_ms: i64) -> Result<Vec<Effect>, LedgerEr
                 size: i64::try_from(*size)
                     .map_err(|_| LedgerError::invalid("output size is out of range"))?,
                 expires_at: at.saturating_add(output_ttl_ms),
+                stages: encode_stages(stages),
             },
             status(JobStatus::Succeeded)?,
         ],
@@ -230,20 +247,26 @@ async fn apply_effect(
         .await
         .map_err(sqlx_err("apply progress"))?
         .rows_affected(),
+        // The earliest success wins, ties broken by size, key, then stages: the same row in
+        // whatever order the events arrive.
         Effect::Output {
             key,
             size,
             expires_at,
+            stages,
         } => sqlx::query::<Any>(
-            "UPDATE jobs SET output_key = $2, output_size = $3, output_expires_at = $4 \
+            "UPDATE jobs SET output_key = $2, output_size = $3, output_expires_at = $4, \
+             stages = $5 \
              WHERE id = $1 AND (output_expires_at IS NULL OR output_expires_at > $4 \
              OR (output_expires_at = $4 AND (output_size < $3 \
-             OR (output_size = $3 AND output_key < $2))))",
+             OR (output_size = $3 AND (output_key < $2 \
+             OR (output_key = $2 AND (stages IS NULL OR stages < $5)))))))",
         )
         .bind(job)
         .bind(key.as_str())
         .bind(*size)
         .bind(*expires_at)
+        .bind(stages.as_str())
         .execute(&mut *conn)
         .await
         .map_err(sqlx_err("apply output"))?

@@ -20,7 +20,7 @@ use crate::error::{LedgerError, sqlx_err};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "ledger", include_str!("../migrations/0001_ledger.sql")),
     (2, "janitor", include_str!("../migrations/0002_janitor.sql")),
-    (3, "sweeps", include_str!("../migrations/0003_sweeps.sql")),
+    (3, "console", include_str!("../migrations/0003_console.sql")),
 ];
 
 /// How long a caller waits for a pooled connection before the call fails as `Unavailable`.

@@ -1,5 +1,5 @@
-//! What the operator console reads: the newest jobs, a job's attempts, jobs ended per minute
-//! with their latency, and the janitor's sweep records. Reads are bounded (a limit or a time
+//! What the operator console reads: the newest jobs, a job's attempts and stage timings, jobs
+//! ended per minute with their latency, and the janitor's sweep records. Reads are bounded (a limit or a time
 //! window on an indexed column); nothing here returns a personal field.
 
 use std::collections::BTreeMap;
@@ -132,6 +132,26 @@ impl Ledger {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(sqlx_err("job attempts"))
+    }
+
+    /// The stage timings (ms) the worker reported with the job's success, in pipeline order
+    /// (`queue_wait`, `fetch`, `batch_wait`, `infer`, `encode`, `store`); empty before then.
+    pub async fn job_stages(&self, id: JobId) -> Result<Vec<(String, u64)>, LedgerError> {
+        let stages: Option<Option<String>> =
+            sqlx::query_scalar("SELECT stages FROM jobs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sqlx_err("job stages"))?;
+        Ok(stages
+            .flatten()
+            .map(|text| {
+                text.split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .filter_map(|(stage, ms)| Some((stage.to_owned(), ms.parse().ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Jobs that ended at or after `since`, per minute and outcome, oldest first.

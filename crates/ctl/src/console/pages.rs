@@ -272,6 +272,7 @@ async fn job_body(console: &Console, id: JobId) -> CtlResult<String> {
         Failure::new(exit, anyhow::Error::from(err).context(format!("job {id}")))
     })?;
     let attempts = ledger.job_attempts(id).await.map_err(anyhow::Error::from)?;
+    let worker_stages = ledger.job_stages(id).await.map_err(anyhow::Error::from)?;
     let deletions = ledger
         .list_deletions(
             &DeletionFilter {
@@ -356,7 +357,7 @@ async fn job_body(console: &Console, id: JobId) -> CtlResult<String> {
          <tr><th>last attempt (start → end)</th><td>{ran}</td></tr>\
          <tr><th>end to end (submitted → end)</th><td>{total}</td></tr>\
          <tr><th>photo lifetime (submitted → deleted)</th><td>{photo_life}</td></tr></table>\
-         <h2>Timeline</h2><ol class=\"timeline\" id=\"timeline\">",
+         {worker_stages}<h2>Timeline</h2><ol class=\"timeline\" id=\"timeline\">",
         status = esc(job.status.as_str()),
         account = esc(&pseudonym(job.account_id.as_str())),
         pool = esc(job.pool.as_str()),
@@ -383,6 +384,7 @@ async fn job_body(console: &Console, id: JobId) -> CtlResult<String> {
             Some(submitted),
             job.input_deleted_at.map(Timestamp::unix_ms)
         ),
+        worker_stages = stages_table(&worker_stages),
     );
     for (at, what) in &events {
         let _ = write!(
@@ -395,6 +397,26 @@ async fn job_body(console: &Console, id: JobId) -> CtlResult<String> {
     }
     body.push_str("</ol>");
     Ok(body)
+}
+
+/// What the worker measured in the successful attempt, one row per stage.
+fn stages_table(stages: &[(String, u64)]) -> String {
+    if stages.is_empty() {
+        return String::new();
+    }
+    let mut table = String::from(
+        "<h2>In the worker (successful attempt)</h2><table class=\"facts\" id=\"worker-stages\">",
+    );
+    for (stage, ms) in stages {
+        let _ = write!(
+            table,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            esc(&stage.replace('_', " ")),
+            took(*ms)
+        );
+    }
+    table.push_str("</table>");
+    table
 }
 
 async fn dead_letters(State(console): State<Shared>, headers: HeaderMap) -> Response {

@@ -42,6 +42,24 @@ pub async fn operator_reads(f: &Fixture) -> anyhow::Result<()> {
     );
     ensure!(attempts[0].started_at == at(1_000) && attempts[1].started_at == at(11_000));
     ensure!(ledger.job_attempts(queued.id).await?.is_empty());
+    let stages = ledger.job_stages(retried.id).await.context("stages")?;
+    let names: Vec<_> = stages.iter().map(|(stage, _)| stage.as_str()).collect();
+    ensure!(
+        names
+            == [
+                "queue_wait",
+                "fetch",
+                "batch_wait",
+                "infer",
+                "encode",
+                "store"
+            ],
+        "the worker's stages in pipeline order: {stages:?}"
+    );
+    ensure!(
+        ledger.job_stages(failed.id).await?.is_empty(),
+        "no stages without a success"
+    );
 
     let rates = ledger.ended_per_minute(START).await.context("rates")?;
     let by_status: BTreeMap<_, _> = rates.iter().map(|r| (r.status.as_str(), r)).collect();
