@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clipfleet_broker::{Broker, BrokerOptions, connect};
 use clipfleet_config::{Config, PoolConfig};
+use clipfleet_fleet::Fleet;
 use clipfleet_ledger::Ledger;
 use clipfleet_proto::PoolName;
 use clipfleet_store::{ObjectStore, SealedObjectStore, open, open_keyring};
@@ -66,6 +67,20 @@ impl Ctx {
             store: OnceCell::new_with(Some(backends.store)),
             ledger: OnceCell::new_with(Some(backends.ledger)),
         }
+    }
+
+    /// On the backends of a fleet running in this process.
+    pub fn for_fleet(fleet: &Fleet, output: Output) -> Ctx {
+        Ctx::with_backends(
+            fleet.config.clone(),
+            output,
+            Backends {
+                broker: fleet.broker.clone(),
+                raw_store: fleet.raw_store.clone(),
+                store: fleet.store.clone(),
+                ledger: fleet.ledger.clone(),
+            },
+        )
     }
 
     /// The same fleet, backends opened afresh, with progress bars hidden (a service's `Ctx`).

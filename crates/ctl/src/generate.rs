@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::cli::{ConsoleArgs, GenerateArgs, Output, UpArgs};
 use crate::console::{self, ConsoleOptions};
-use crate::ctx::{Backends, Ctx};
+use crate::ctx::Ctx;
 use crate::exit::{CtlResult, Exit, Failure};
 use crate::output::Report;
 use crate::progress;
@@ -189,16 +189,7 @@ pub async fn up(ctx: &Ctx, args: &UpArgs) -> CtlResult<Report> {
     let fleet = Fleet::start(options).await?;
     spinner.finish_and_clear();
     let base = fleet.base_url().to_owned();
-    let console_ctx = Arc::new(Ctx::with_backends(
-        ctx.config.clone(),
-        Output::Json,
-        Backends {
-            broker: fleet.broker.clone(),
-            raw_store: fleet.raw_store.clone(),
-            store: fleet.store.clone(),
-            ledger: fleet.ledger.clone(),
-        },
-    ));
+    let console_ctx = Arc::new(Ctx::for_fleet(&fleet, Output::Json));
     let operator_token = operator_token(None)?;
     let listener = tokio::net::TcpListener::bind(args.console)
         .await

@@ -21,9 +21,9 @@ use bytes::Bytes;
 use clipfleet_broker::{QueueRef, Receive};
 use clipfleet_client::Client;
 use clipfleet_config::Config;
+use clipfleet_ctl::Ctx;
 use clipfleet_ctl::cli::Output;
 use clipfleet_ctl::console::{self, ConsoleOptions};
-use clipfleet_ctl::{Backends, Ctx};
 use clipfleet_fleet::{DEV_TOKEN, Fleet, FleetOptions};
 use clipfleet_proto::PoolName;
 use clipfleet_testkit::{Browser, repo_root, small_noop_manifest};
@@ -48,16 +48,7 @@ fn config(overrides: &[(&str, &str)]) -> Config {
 
 /// The console over a running fleet, until the returned sender is dropped or fired.
 async fn serve_console(fleet: &Fleet, try_it: bool) -> (String, oneshot::Sender<()>) {
-    let ctx = Arc::new(Ctx::with_backends(
-        fleet.config.clone(),
-        Output::Json,
-        Backends {
-            broker: fleet.broker.clone(),
-            raw_store: fleet.raw_store.clone(),
-            store: fleet.store.clone(),
-            ledger: fleet.ledger.clone(),
-        },
-    ));
+    let ctx = Arc::new(Ctx::for_fleet(fleet, Output::Json));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
@@ -96,6 +87,23 @@ async fn evil_site(console_url: &str, worker: &str) -> String {
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://localhost:{port}/")
+}
+
+/// On the overview, clicks `action` (drain, pause, resume) of pool `default`: the confirmation.
+async fn steer_pool(browser: &Browser, url: &str, action: &str) -> anyhow::Result<()> {
+    browser.goto(&format!("{url}/")).await?;
+    browser
+        .wait_for(
+            "the pools table",
+            "return document.querySelector('#pools tr[data-pool=default]')",
+            WAIT,
+        )
+        .await?;
+    browser
+        .click(&format!(
+            "#pools tr[data-pool=default] button[data-action={action}]"
+        ))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,17 +256,7 @@ async fn operator_session(
     browser.screenshot(&shots().join("job.png")).await?;
 
     // Pause the pool (through the confirmation), then a job waits in the queue.
-    browser.goto(&format!("{url}/")).await?;
-    browser
-        .wait_for(
-            "the pools table",
-            "return document.querySelector('#pools tr[data-pool=default]')",
-            WAIT,
-        )
-        .await?;
-    browser
-        .click("#pools tr[data-pool=default] button[data-action=pause]")
-        .await?;
+    steer_pool(browser, url, "pause").await?;
     anyhow::ensure!(
         browser
             .text("#confirm-text")
@@ -323,17 +321,7 @@ async fn operator_session(
     anyhow::ensure!(done.starts_with("replayed 1 job(s)"), "replayed: {done}");
 
     // Resume, and the replayed job runs.
-    browser.goto(&format!("{url}/")).await?;
-    browser
-        .wait_for(
-            "the pools table",
-            "return document.querySelector('#pools tr[data-pool=default]')",
-            WAIT,
-        )
-        .await?;
-    browser
-        .click("#pools tr[data-pool=default] button[data-action=resume]")
-        .await?;
+    steer_pool(browser, url, "resume").await?;
     browser.click("#confirm").await?;
     let ended = client
         .wait(&dead_job, Duration::from_millis(100), WAIT, |_| {})
@@ -607,16 +595,7 @@ async fn bad_input_to_every_form_gets_a_clear_message() -> anyhow::Result<()> {
     let fleet = Fleet::start(options).await?;
 
     // The API's token is no operator token.
-    let ctx = Arc::new(Ctx::with_backends(
-        fleet.config.clone(),
-        Output::Json,
-        Backends {
-            broker: fleet.broker.clone(),
-            raw_store: fleet.raw_store.clone(),
-            store: fleet.store.clone(),
-            ledger: fleet.ledger.clone(),
-        },
-    ));
+    let ctx = Arc::new(Ctx::for_fleet(&fleet, Output::Json));
     let refused = console::serve(
         ctx.clone(),
         ConsoleOptions {

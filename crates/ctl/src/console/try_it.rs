@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::multipart::MultipartError;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -114,35 +115,26 @@ async fn submit(
     let Some(client) = client(&console).cloned() else {
         return not_served(&console, None);
     };
+    let upload_failed = |err: MultipartError| {
+        let viewer = console.viewer(console.sessions.get(&headers).map(|(_, s)| s).as_ref());
+        message(
+            StatusCode::BAD_REQUEST,
+            &viewer,
+            "Upload failed",
+            &format!("the form did not arrive whole: {}", err.body_text()),
+        )
+    };
     let (mut csrf, mut motion, mut photo) = (String::new(), String::new(), None::<Bytes>);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(err) => {
-                let viewer =
-                    console.viewer(console.sessions.get(&headers).map(|(_, s)| s).as_ref());
-                return message(
-                    StatusCode::BAD_REQUEST,
-                    &viewer,
-                    "Upload failed",
-                    &format!("the form did not arrive whole: {}", err.body_text()),
-                );
-            }
+            Err(err) => return upload_failed(err),
         };
         let name = field.name().unwrap_or("").to_owned();
         let bytes = match field.bytes().await {
             Ok(bytes) => bytes,
-            Err(err) => {
-                let viewer =
-                    console.viewer(console.sessions.get(&headers).map(|(_, s)| s).as_ref());
-                return message(
-                    StatusCode::BAD_REQUEST,
-                    &viewer,
-                    "Upload failed",
-                    &format!("the form did not arrive whole: {}", err.body_text()),
-                );
-            }
+            Err(err) => return upload_failed(err),
         };
         match name.as_str() {
             "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use clipfleet_broker::QueueRef;
 use clipfleet_client::Client;
 use clipfleet_ctl::cli::{Command, DrainArgs, JobCommand, Output, StatusArgs, Target};
-use clipfleet_ctl::{Backends, Ctx, Exit, run};
+use clipfleet_ctl::{Ctx, Exit, run};
 use clipfleet_fleet::{DEV_TOKEN, Fleet, FleetOptions};
 use clipfleet_testkit::{repo_root, small_noop_manifest};
 use serde_json::json;
@@ -42,16 +42,7 @@ async fn pause_resume_and_drain_finish_what_runs_and_lose_nothing() {
     options.worker_slots = 4;
     options.janitor_every = None;
     let fleet = Fleet::start(options).await.expect("fleet");
-    let ctx = Ctx::with_backends(
-        fleet.config.clone(),
-        Output::Json,
-        Backends {
-            broker: fleet.broker.clone(),
-            raw_store: fleet.raw_store.clone(),
-            store: fleet.store.clone(),
-            ledger: fleet.ledger.clone(),
-        },
-    );
+    let ctx = Ctx::for_fleet(&fleet, Output::Json);
     let client = Client::new(fleet.base_url(), DEV_TOKEN).expect("client");
     client
         .ensure_account("acct-drain", "1990-01-01")
