@@ -215,19 +215,29 @@ pub async fn up(ctx: &Ctx, args: &UpArgs) -> CtlResult<Report> {
             let _ = console_stopped.await;
         },
     ));
-    eprintln!(
-        "clipfleet is up: ingest at {base}, {} worker(s), janitor every {:?}\n\
-         try it in a browser: {console_url}/try\n\
-         console:  {console_url}/ (operator token: {operator_token})\n\
-         token: {DEV_TOKEN}\n\
-         try:   curl -s -H 'authorization: Bearer {DEV_TOKEN}' -H 'content-type: application/json' \\\n\
-                  -d '{{\"account_id\":\"demo\",\"birth_date\":\"1990-01-01\"}}' {base}/v1/accounts\n\
-                curl -s -H 'authorization: Bearer {DEV_TOKEN}' -F 'params={{\"account_id\":\"demo\"}}' \\\n\
-                  -F photo=@models/samples/hillside.jpg {base}/v1/jobs\n\
-         Ctrl-C stops it (workers drain first).",
-        fleet.worker_ids().len(),
-        args.janitor_every,
-    );
+    // One line per piece: a `\` continuation in a format string would eat the indentation.
+    let lines = [
+        format!(
+            "clipfleet is up: ingest at {base}, {} worker(s), janitor every {:?}",
+            fleet.worker_ids().len(),
+            args.janitor_every
+        ),
+        format!("try it in a browser: {console_url}/try"),
+        format!("console:  {console_url}/ (operator token: {operator_token})"),
+        format!("token: {DEV_TOKEN}"),
+        format!(
+            "try:   curl -s -H 'authorization: Bearer {DEV_TOKEN}' -H 'content-type: application/json' \\"
+        ),
+        format!(
+            "         -d '{{\"account_id\":\"demo\",\"birth_date\":\"1990-01-01\"}}' {base}/v1/accounts"
+        ),
+        format!(
+            "       curl -s -H 'authorization: Bearer {DEV_TOKEN}' -F 'params={{\"account_id\":\"demo\"}}' \\"
+        ),
+        format!("         -F photo=@models/samples/hillside.jpg {base}/v1/jobs"),
+        "Ctrl-C stops it (workers drain first).".to_owned(),
+    ];
+    eprintln!("{}", lines.join("\n"));
     shutdown_signal().await;
     let _ = stop_console.send(());
     match console.await {
