@@ -312,8 +312,14 @@ async fn check_params(
     text: &[u8],
     idempotency_key: Option<&str>,
 ) -> Result<Checked, ApiError> {
-    let params: SubmitParams = serde_json::from_slice(text)
+    // An object, not an array: serde would otherwise fill the fields from an array by position.
+    let value: serde_json::Value = serde_json::from_slice(text)
         .map_err(|err| ApiError::bad_request(format!("params are not valid JSON: {err}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("params must be a JSON object"));
+    }
+    let params: SubmitParams = serde_json::from_value(value)
+        .map_err(|err| ApiError::bad_request(format!("params: {err}")))?;
     let account = AccountId::new(params.account_id.clone())
         .map_err(|err| ApiError::new(ErrorCode::InvalidParams, format!("account_id: {err}")))?;
     let motion = match params.motion.as_deref() {
