@@ -5,6 +5,7 @@ mod accounts;
 mod bad_input;
 mod fleet;
 mod jobs;
+mod multipart_mutations;
 #[cfg(all(feature = "amqp", feature = "s3", feature = "postgres"))]
 mod real_services;
 mod submit;
