@@ -85,6 +85,11 @@ impl Browser {
                     "--disable-gpu",
                     "--disable-dev-shm-usage",
                     "--no-first-run",
+                    // This machine's network is closed: no background fetches to be refused.
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-quic",
                     "--window-size=1280,1000",
                     "--autoplay-policy=no-user-gesture-required",
                     format!("--user-data-dir={}", profile.path().display()),
