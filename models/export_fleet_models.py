@@ -113,6 +113,9 @@ MODELS = [
 ]
 
 
+ASPECTS = 'aspects = ["9:16", "3:4", "1:1", "4:3", "16:9"]\n'
+
+
 def main() -> None:
     torch.set_num_threads(1)
     entries = []
@@ -122,6 +125,9 @@ def main() -> None:
         scripted.save(path)
         with open(path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
+        # Shape-agnostic models (motion: affine_grid at the input's own H, W; noop) render every
+        # aspect bucket at their input's pixel area.
+        aspects = ASPECTS if name in ("motion", "noop") else ""
         entries.append(f'''[[model]]
 name = "{name}"
 version = "{version}"
@@ -129,7 +135,7 @@ file = "{name}.pt"
 sha256 = "{digest}"
 description = "{description}"
 input = {{ width = {w}, height = {h} }}
-frames = {frames}
+{aspects}frames = {frames}
 fps = {fps}
 batch = {{ max = {max_batch} }}
 dtype = "float32"

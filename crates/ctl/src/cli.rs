@@ -243,6 +243,9 @@ pub struct GenerateArgs {
     /// Camera motion: zoom_in, zoom_out, pan_left, pan_right, pan_up, pan_down, parallax.
     #[arg(long, default_value = "zoom_in")]
     pub motion: String,
+    /// The video's shape: auto (the bucket nearest the photo's), 9:16, 3:4, 1:1, 4:3, 16:9.
+    #[arg(long, default_value = "auto")]
+    pub aspect: String,
     /// Send it to a running fleet's ingest instead of an in-process one.
     #[arg(long)]
     pub ingest: Option<String>,

@@ -76,7 +76,12 @@ async fn run_job(
         .await
         .map_err(client_failure)?;
     let accepted = client
-        .submit(&args.account, photo, json!({ "motion": args.motion }), None)
+        .submit(
+            &args.account,
+            photo,
+            json!({ "motion": args.motion, "aspect": args.aspect }),
+            None,
+        )
         .await
         .map_err(client_failure)?;
     let bar = progress::bar(ctx, 100, "%");

@@ -160,6 +160,7 @@ fn generate_and_up() {
             photo: "in.jpg".into(),
             out: "out.mp4".into(),
             motion: "parallax".into(),
+            aspect: "auto".into(),
             ingest: None,
             token: None,
             account: "clipctl-generate".into(),

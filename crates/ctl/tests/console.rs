@@ -464,7 +464,8 @@ async fn try_it(browser: &Browser, url: &str) -> anyhow::Result<String> {
         .await?;
     browser
         .execute(
-            "document.getElementById('motion').value = 'pan_left'",
+            "document.getElementById('motion').value = 'pan_left'; \
+             document.getElementById('aspect').value = '9:16'",
             vec![],
         )
         .await?;
@@ -492,7 +493,11 @@ async fn try_it(browser: &Browser, url: &str) -> anyhow::Result<String> {
         played["duration"].as_f64() > Some(1.0),
         "a clip of seconds: {played}"
     );
-    anyhow::ensure!(played["width"].as_u64() > Some(0), "{played}");
+    // The 4:3 sample photo, asked for 9:16: a portrait video at the model's pixel budget.
+    anyhow::ensure!(
+        played["width"].as_u64() == Some(384) && played["height"].as_u64() == Some(672),
+        "a 9:16 video: {played}"
+    );
     browser
         .wait_for(
             "the proof that the photo is gone",

@@ -24,7 +24,7 @@ use clipfleet_ledger::{AccountStatus, Idempotency, Job, NewJob};
 use clipfleet_media::{Limits, probe};
 use clipfleet_models::ModelSpec;
 use clipfleet_proto::{
-    AccountId, ErrorCode, GenerateJob, InputRef, JobId, ModelRef, Motion, Params, Priority,
+    AccountId, Aspect, ErrorCode, GenerateJob, InputRef, JobId, ModelRef, Motion, Params, Priority,
     SCHEMA_VERSION, Sha256Hex, Timestamp, encode,
 };
 use clipfleet_store::{ObjectKey, body_from_bytes};
@@ -67,6 +67,10 @@ struct SubmitParams {
     /// `free` (default) or `paid`.
     #[serde(default)]
     priority: Option<String>,
+    /// The video's shape: `auto` (default: the bucket nearest the photo's) or one of the
+    /// model's buckets (`9:16`, `3:4`, `1:1`, `4:3`, `16:9`).
+    #[serde(default)]
+    aspect: Option<String>,
 }
 
 /// What the params part settled.
@@ -78,6 +82,7 @@ struct Checked {
     motion: Motion,
     seed: u64,
     priority: Priority,
+    aspect: Aspect,
     params_digest: [u8; 32],
     /// The job an earlier request with the same idempotency key made.
     earlier: Option<Job>,
@@ -347,6 +352,34 @@ async fn check_params(
         },
     };
     let (pool, spec) = choose_pool(state, &params)?;
+    let aspect = match params.aspect.as_deref() {
+        None => Aspect::Auto,
+        Some(text) => match Aspect::parse(text) {
+            Aspect::Unknown => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidParams,
+                    format!("aspect {text:?} is not one of {:?}", aspect_names()),
+                ));
+            }
+            Aspect::Auto => Aspect::Auto,
+            named => {
+                let square_input = spec.input.width == spec.input.height;
+                let rendered = spec.aspect_size(named.as_str()).is_some()
+                    || (spec.aspects.is_empty() && named == Aspect::Square && square_input);
+                if !rendered {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidParams,
+                        format!(
+                            "model {} renders no {text} video (it renders {:?})",
+                            spec.key(),
+                            spec.aspects
+                        ),
+                    ));
+                }
+                named
+            }
+        },
+    };
     check_account(state, &account).await?;
     let earlier = match idempotency_key {
         Some(key) => {
@@ -368,9 +401,14 @@ async fn check_params(
         motion,
         seed: params.seed.unwrap_or(0),
         priority,
+        aspect,
         params_digest: Sha256::digest(text).into(),
         earlier,
     })
+}
+
+fn aspect_names() -> Vec<&'static str> {
+    Aspect::KNOWN.iter().map(|aspect| aspect.as_str()).collect()
 }
 
 fn motion_names() -> Vec<&'static str> {
@@ -501,6 +539,7 @@ fn generate_job(
             height: narrow("height", spec.input.height)?,
             seed: checked.seed,
             motion: checked.motion,
+            aspect: checked.aspect,
         },
         priority: checked.priority,
         submitted_at,

@@ -4,7 +4,7 @@
 use clipfleet_media::{
     FitMode, ImageFormat, Limits, MediaErrorKind, RgbImage, decode, fit, probe, sniff,
 };
-use clipfleet_testkit::png_claiming;
+use clipfleet_testkit::{png_claiming, with_exif_orientation};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::codecs::webp::WebPEncoder;
@@ -104,26 +104,6 @@ fn grey_16_bit_and_alpha_pngs_become_rgb8() {
     let image = decode(&png(4, 4, &rgba, ExtendedColorType::Rgba8), &limits()).unwrap();
     assert_eq!(image.pixel(0, 0), Some([255, 255, 255]));
     assert_eq!(image.pixel(1, 0), Some([255, 0, 0]));
-}
-
-/// Inserts an APP1 Exif segment (big-endian TIFF, IFD0 with one Orientation entry) after SOI.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
-    tiff.extend_from_slice(&orientation.to_be_bytes());
-    tiff.extend_from_slice(&[0, 0]); // value padding
-    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
-    let mut payload = b"Exif\0\0".to_vec();
-    payload.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&payload);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 #[test]

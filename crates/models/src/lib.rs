@@ -74,12 +74,71 @@ pub struct ModelSpec {
     pub batch: BatchLimits,
     /// Compute type.
     pub dtype: ModelDtype,
+    /// Aspect buckets it also renders (`"9:16"`, `"3:4"`, `"1:1"`, `"4:3"`, `"16:9"`), each at
+    /// the pixel budget of `input` (see [`ModelSpec::aspect_size`]). Empty: `input` only.
+    #[serde(default)]
+    pub aspects: Vec<String>,
+}
+
+/// The aspect buckets a manifest may list, as `width:height`.
+pub const ASPECT_BUCKETS: [(&str, u32, u32); 5] = [
+    ("9:16", 9, 16),
+    ("3:4", 3, 4),
+    ("1:1", 1, 1),
+    ("4:3", 4, 3),
+    ("16:9", 16, 9),
+];
+
+/// Sides of a bucket size are multiples of this (H.264 macroblocks; even for yuv420).
+pub const SIDE_STEP: u32 = 16;
+
+fn bucket(name: &str) -> Option<(u32, u32)> {
+    ASPECT_BUCKETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, w, h)| (*w, *h))
 }
 
 impl ModelSpec {
     /// `name@version`, how logs and heartbeats name a model.
     pub fn key(&self) -> String {
         format!("{}@{}", self.name, self.version)
+    }
+
+    /// The size the model renders bucket `aspect` at: the largest sides, multiples of
+    /// [`SIDE_STEP`], in that ratio (to the step) whose area is within `input`'s. `None` for a
+    /// bucket the model does not list.
+    pub fn aspect_size(&self, aspect: &str) -> Option<(u32, u32)> {
+        if !self.aspects.iter().any(|a| a == aspect) {
+            return None;
+        }
+        let (aw, ah) = bucket(aspect)?;
+        let budget = f64::from(self.input.width) * f64::from(self.input.height);
+        let height = (budget * f64::from(ah) / f64::from(aw)).sqrt();
+        let width = height * f64::from(aw) / f64::from(ah);
+        let down = |side: f64| ((side / f64::from(SIDE_STEP)).floor() as u32).max(1) * SIDE_STEP;
+        Some((down(width), down(height)))
+    }
+
+    /// The listed bucket nearest a `width`×`height` photo's aspect (by the ratio of ratios);
+    /// `None` when the model lists none.
+    pub fn nearest_aspect(&self, width: u32, height: u32) -> Option<&str> {
+        let ratio = f64::from(width.max(1)) / f64::from(height.max(1));
+        self.aspects
+            .iter()
+            .filter_map(|name| bucket(name).map(|(w, h)| (name, f64::from(w) / f64::from(h))))
+            .min_by(|(_, a), (_, b)| (ratio / a).ln().abs().total_cmp(&(ratio / b).ln().abs()))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Whether a job may ask this model for a `width`×`height` video: its input size, or the
+    /// size of a bucket it lists.
+    pub fn renders(&self, width: u32, height: u32) -> bool {
+        (width, height) == (self.input.width, self.input.height)
+            || self
+                .aspects
+                .iter()
+                .any(|a| self.aspect_size(a) == Some((width, height)))
     }
 }
 
@@ -179,6 +238,14 @@ impl Manifest {
             {
                 return Err(invalid(format!("{where_}: listed twice")));
             }
+            for (i, aspect) in spec.aspects.iter().enumerate() {
+                if bucket(aspect).is_none() || spec.aspects[..i].contains(aspect) {
+                    let names: Vec<&str> = ASPECT_BUCKETS.iter().map(|(n, _, _)| *n).collect();
+                    return Err(invalid(format!(
+                        "{where_}: aspect {aspect:?} is not one of {names:?}, or is listed twice"
+                    )));
+                }
+            }
         }
         Ok(Manifest {
             dir,
@@ -224,6 +291,50 @@ dtype = "float32"
         let motion = manifest.find("motion", "1").expect("motion@1");
         assert_eq!(motion.key(), "motion@1");
         assert!(manifest.find("motion", "999").is_none());
+    }
+
+    #[test]
+    fn aspect_buckets_keep_the_pixel_budget_in_steps_of_16() {
+        let text = ONE.replace(
+            "input = { width = 64, height = 32 }",
+            "input = { width = 512, height = 512 }\naspects = [\"9:16\", \"3:4\", \"1:1\", \"4:3\", \"16:9\"]",
+        );
+        let manifest = Manifest::parse(&text, PathBuf::from("/m")).expect("parses");
+        let spec = &manifest.models[0];
+        assert_eq!(spec.aspect_size("1:1"), Some((512, 512)));
+        assert_eq!(spec.aspect_size("16:9"), Some((672, 384)));
+        assert_eq!(spec.aspect_size("9:16"), Some((384, 672)));
+        assert_eq!(spec.aspect_size("4:3"), Some((576, 432)));
+        assert_eq!(spec.aspect_size("3:4"), Some((432, 576)));
+        for (name, _, _) in ASPECT_BUCKETS {
+            let (w, h) = spec.aspect_size(name).expect("listed");
+            assert!(
+                w * h <= 512 * 512 && w % 16 == 0 && h % 16 == 0,
+                "{name}: {w}x{h}"
+            );
+            assert!(spec.renders(w, h));
+        }
+        assert!(!spec.renders(500, 500));
+        // A phone's portrait photo, its landscape twin, a panorama, a square.
+        assert_eq!(spec.nearest_aspect(3024, 4032), Some("3:4"));
+        assert_eq!(spec.nearest_aspect(1080, 1920), Some("9:16"));
+        assert_eq!(spec.nearest_aspect(4032, 3024), Some("4:3"));
+        assert_eq!(spec.nearest_aspect(6000, 2000), Some("16:9"));
+        assert_eq!(spec.nearest_aspect(800, 790), Some("1:1"));
+        let bare = Manifest::parse(ONE, PathBuf::from("/m")).expect("parses");
+        assert_eq!(bare.models[0].nearest_aspect(10, 20), None);
+        assert_eq!(bare.models[0].aspect_size("1:1"), None);
+        assert!(bare.models[0].renders(64, 32));
+        for bad in ["[\"2:1\"]", "[\"1:1\", \"1:1\"]"] {
+            let text = ONE.replace(
+                "input = { width = 64, height = 32 }",
+                &format!("input = {{ width = 64, height = 32 }}\naspects = {bad}"),
+            );
+            assert!(
+                Manifest::parse(&text, PathBuf::from("/m")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

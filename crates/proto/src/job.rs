@@ -36,6 +36,40 @@ open_enum! {
     }
 }
 
+open_enum! {
+    /// The shape of the video: the photo's own (`auto`, the nearest aspect bucket the model
+    /// renders) or a named bucket, rendered at the model's pixel budget (its manifest input
+    /// size's area). A reader that does not know the value fails the job `invalid_params`.
+    pub enum Aspect {
+        /// The bucket nearest the photo's aspect, after its EXIF orientation.
+        Auto = "auto",
+        /// Portrait, phone screen.
+        Portrait9x16 = "9:16",
+        /// Portrait, classic photo.
+        Portrait3x4 = "3:4",
+        /// Square.
+        Square = "1:1",
+        /// Landscape, classic photo.
+        Landscape4x3 = "4:3",
+        /// Landscape, wide screen.
+        Landscape16x9 = "16:9",
+    }
+}
+
+impl Aspect {
+    fn is_auto(&self) -> bool {
+        *self == Aspect::Auto
+    }
+}
+
+// By hand: the enum is written by `open_enum!`, whose variants take no `#[default]`.
+#[allow(clippy::derivable_impls)]
+impl Default for Aspect {
+    fn default() -> Self {
+        Aspect::Auto
+    }
+}
+
 /// A SHA-256 digest as 64 lowercase hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -110,14 +144,19 @@ pub struct Params {
     pub frames: u16,
     /// Frames per second of the video.
     pub fps: u16,
-    /// Output width in pixels.
+    /// Output width in pixels: the model's input size; with an `aspect`, the pixel budget the
+    /// bucket's size is taken at.
     pub width: u16,
-    /// Output height in pixels.
+    /// Output height in pixels (as `width`).
     pub height: u16,
     /// Seed for any randomness in the model, so a rerun renders the same video.
     pub seed: u64,
     /// Camera motion preset.
     pub motion: Motion,
+    /// The video's shape. Absent on the wire means `auto` (and is how `auto` is written, so a
+    /// message of an older writer reads the same).
+    #[serde(default, skip_serializing_if = "Aspect::is_auto")]
+    pub aspect: Aspect,
 }
 
 /// A request to turn one photo into one video.

@@ -34,7 +34,7 @@ pub use codec::{DecodeError, EncodeError, MAX_MESSAGE_BYTES, Message, decode, en
 pub use control::{Control, ControlCommand};
 pub use event::{EventBatch, EventKind, JobEvent, MAX_EVENTS_PER_BATCH, StageDurations};
 pub use ids::{AccountId, IdError, JobId, PoolName, WorkerId};
-pub use job::{GenerateJob, InputRef, ModelRef, Motion, Params, Priority, Sha256Hex};
+pub use job::{Aspect, GenerateJob, InputRef, ModelRef, Motion, Params, Priority, Sha256Hex};
 pub use time::Timestamp;
 
 /// The schema version this crate writes into `v`. Additive changes (a new optional field, a new

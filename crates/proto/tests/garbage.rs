@@ -115,6 +115,7 @@ fn valid_job() -> impl Strategy<Value = GenerateJob> {
                         height,
                         seed,
                         motion: Motion::KNOWN[motion],
+                        aspect: clipfleet_proto::Aspect::Auto,
                     },
                     priority: if paid { Priority::Paid } else { Priority::Free },
                     submitted_at: Timestamp::from_unix_ms(submitted),

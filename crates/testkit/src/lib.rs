@@ -16,7 +16,7 @@ mod proxy;
 mod rabbit;
 
 pub use browser::Browser;
-pub use images::png_claiming;
+pub use images::{png_claiming, with_exif_orientation};
 pub use models::{repo_root, small_noop_entry, small_noop_manifest};
 pub use pg::PgSchema;
 pub use proxy::StallingProxy;

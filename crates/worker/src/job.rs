@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clipfleet_broker::{Delivery, LeaseHeartbeat};
-use clipfleet_infer::{GenerateRequest, InferErrorKind, RgbFrame};
+use clipfleet_infer::{GenerateRequest, InferErrorKind, ModelSpec, RgbFrame};
 use clipfleet_media::{FitMode, MediaError, RgbImage, decode, fit};
 use clipfleet_proto::{
-    ErrorCode, EventKind, GenerateJob, JobEvent, Motion, Sha256Hex, StageDurations, Timestamp,
+    Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, Motion, Sha256Hex, StageDurations,
+    Timestamp,
 };
 use clipfleet_store::{ObjectKey, StoreErrorKind, body_from_bytes, read_to_end};
 use clipfleet_telemetry::{pseudonym, set_parent_from_headers};
@@ -199,7 +200,30 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     tracing::Span::current().record("queue_wait_ms", stages.queue_wait_ms);
 
     let started = Instant::now();
-    let fitted = fetch(shared, job, &input, spec.input.width, spec.input.height)
+    // The video's shape: the named bucket, or (auto) the one nearest the decoded photo.
+    let aspect = match job.params.aspect {
+        Aspect::Auto => None,
+        Aspect::Unknown => {
+            return Err(JobError::Terminal(
+                ErrorCode::InvalidParams,
+                "aspect unknown to this worker".into(),
+            ));
+        }
+        named => {
+            let size = spec.aspect_size(named.as_str()).or_else(|| {
+                // A model without buckets renders its input size, which a name may match.
+                let (w, h) = (spec.input.width, spec.input.height);
+                (named == Aspect::Square && w == h).then_some((w, h))
+            });
+            Some(size.ok_or_else(|| {
+                JobError::Terminal(
+                    ErrorCode::InvalidParams,
+                    format!("model {} renders no {} video", spec.key(), named.as_str()),
+                )
+            })?)
+        }
+    };
+    let fitted = fetch(shared, job, &input, spec.clone(), aspect)
         .instrument(info_span!("fetch"))
         .await?;
     stages.fetch_ms = ms(started.elapsed());
@@ -276,13 +300,16 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     finish(shared, delivery, job, &input, &output, size, stages).await
 }
 
-/// Gets the sealed photo, checks it against its sha256, decodes and fits it to the model.
+/// Gets the sealed photo, checks it against its sha256, decodes it and fits it to `size`, or
+/// (none) to the model's bucket nearest the photo's aspect as decoded (EXIF orientation
+/// applied: a phone's portrait photo is portrait here even when stored sideways), or to the
+/// model's input size when it lists no buckets.
 async fn fetch(
     shared: &Shared,
     job: &GenerateJob,
     input: &ObjectKey,
-    width: u32,
-    height: u32,
+    spec: ModelSpec,
+    size: Option<(u32, u32)>,
 ) -> Result<RgbImage, JobError> {
     let body = shared
         .store
@@ -303,6 +330,12 @@ async fn fetch(
     tokio::task::spawn_blocking(move || -> Result<RgbImage, MediaError> {
         let image = decode(&photo, &limits)?;
         drop(photo); // the encoded photo is zeroized as soon as it is decoded
+        let (width, height) = size
+            .or_else(|| {
+                spec.nearest_aspect(image.width, image.height)
+                    .and_then(|aspect| spec.aspect_size(aspect))
+            })
+            .unwrap_or((spec.input.width, spec.input.height));
         fit(&image, width, height, FitMode::Cover)
     })
     .await

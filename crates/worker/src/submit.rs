@@ -55,6 +55,7 @@ pub fn job_for_photo(
             height: narrow(model.input.height),
             seed: 0,
             motion,
+            aspect: clipfleet_proto::Aspect::Auto,
         },
         priority: Priority::Free,
         submitted_at: Timestamp::from_system_time(SystemTime::now()),

@@ -11,8 +11,8 @@ use clipfleet_broker::{Broker, InMemoryBroker, PoolSpec, QueueRef, Receive};
 use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
 use clipfleet_media::Openh264Encoder;
 use clipfleet_proto::{
-    AccountId, ErrorCode, EventBatch, EventKind, GenerateJob, JobId, Motion, PoolName, Timestamp,
-    WorkerId, decode,
+    AccountId, Aspect, ErrorCode, EventBatch, EventKind, GenerateJob, JobId, Motion, PoolName,
+    Timestamp, WorkerId, decode,
 };
 use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
@@ -607,17 +607,101 @@ async fn fifty_mixed_shape_jobs_through_two_workers_all_finish_and_leave_only_vi
             .iter()
             .all(|o| o.key.as_str().starts_with("outputs/"))
     );
-    for job in &jobs[..2] {
+    // The sample photo is 4:3: each model renders its 4:3 bucket.
+    for (job, model) in jobs[..2].iter().zip([&fleet.model, &noop]) {
         let output = ObjectKey::output(&job.account_id, job.job_id);
         let mp4 = read_to_end(fleet.store.get(&output).await.expect("video"), 64 << 20)
             .await
             .expect("read");
+        let (width, height) = model.aspect_size("4:3").expect("a 4:3 bucket");
         assert_eq!(
             probe(&mp4),
-            format!(
-                "h264,{},{},yuv420p,{}",
-                job.params.width, job.params.height, job.params.frames
-            )
+            format!("h264,{width},{height},yuv420p,{}", job.params.frames)
         );
     }
+}
+
+/// A JPEG of `width`×`height` (a gradient, so the encoder has something to encode).
+fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode jpeg");
+    out.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn videos_take_the_photo_s_aspect_or_the_one_asked_for() {
+    let fleet = Fleet::new("aspect").await;
+    let bucket = |name: &str| fleet.model.aspect_size(name).expect("a bucket");
+    // A phone's portrait photo stored sideways (EXIF orientation 6), a panorama, and a
+    // portrait photo asked to be wide; plus an aspect this worker does not know.
+    let sideways = clipfleet_testkit::with_exif_orientation(&jpeg(400, 300), 6);
+    let cases = [
+        (sideways, Aspect::Auto, Some(bucket("3:4"))),
+        (jpeg(600, 200), Aspect::Auto, Some(bucket("16:9"))),
+        (jpeg(300, 400), Aspect::Landscape16x9, Some(bucket("16:9"))),
+        (jpeg(300, 400), Aspect::Unknown, None),
+    ];
+    let mut jobs = Vec::new();
+    for (photo, aspect, _) in &cases {
+        let now = Timestamp::from_system_time(SystemTime::now()).unix_ms();
+        let mut job = job_for_photo(
+            &fleet.account,
+            &fleet.pool,
+            &fleet.model,
+            photo,
+            Motion::PanLeft,
+            Timestamp::from_unix_ms(now + 600_000),
+        );
+        job.params.aspect = *aspect;
+        submit(
+            fleet.broker.as_ref(),
+            fleet.store.as_ref(),
+            &job,
+            photo.clone(),
+        )
+        .await
+        .expect("submit");
+        jobs.push(job);
+    }
+    let (stop, worker) = fleet.start(fleet.config());
+    let events = fleet.wait_for_terminal(cases.len()).await;
+    let _ = stop.send(());
+    worker.await.expect("worker");
+    for (job, (_, aspect, size)) in jobs.iter().zip(&cases) {
+        let output = ObjectKey::output(&job.account_id, job.job_id);
+        match size {
+            Some((width, height)) => {
+                let mp4 = read_to_end(fleet.store.get(&output).await.expect("video"), 64 << 20)
+                    .await
+                    .expect("read");
+                assert_eq!(
+                    probe(&mp4),
+                    format!("h264,{width},{height},yuv420p,{FRAMES}"),
+                    "{aspect:?}"
+                );
+            }
+            None => {
+                let failed = events.iter().any(|e| {
+                    e.job_id == job.job_id
+                        && matches!(
+                            &e.event,
+                            EventKind::Failed {
+                                code: ErrorCode::InvalidParams,
+                                retryable: false,
+                                ..
+                            }
+                        )
+                });
+                assert!(failed, "an unknown aspect fails invalid_params: {events:?}");
+                assert!(fleet.gone(&output).await, "no video for it");
+            }
+        }
+    }
+    // Portrait stays portrait, wide stays wide.
+    assert!(bucket("3:4").0 < bucket("3:4").1 && bucket("16:9").0 > bucket("16:9").1);
 }

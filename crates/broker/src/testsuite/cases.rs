@@ -450,6 +450,7 @@ fn sample_job(pool: &PoolName) -> GenerateJob {
             height: 64,
             seed: 1,
             motion: Motion::ZoomIn,
+            aspect: clipfleet_proto::Aspect::Auto,
         },
         priority: Priority::Free,
         submitted_at: Timestamp::from_unix_ms(1),

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use clipfleet_client::{Client, ClientError};
-use clipfleet_proto::{AccountId, JobId, Motion};
+use clipfleet_proto::{AccountId, Aspect, JobId, Motion};
 use clipfleet_store::{ObjectKey, StoreErrorKind};
 use serde_json::json;
 
@@ -64,10 +64,29 @@ fn form_body(console: &Console, session: &Session, error: Option<&str>) -> Strin
             }
         );
     }
+    let mut aspects = String::new();
+    for aspect in Aspect::KNOWN {
+        let _ = write!(
+            aspects,
+            "<option value=\"{0}\"{1}>{2}</option>",
+            esc(aspect.as_str()),
+            if *aspect == Aspect::Auto {
+                " selected"
+            } else {
+                ""
+            },
+            if *aspect == Aspect::Auto {
+                "the photo's own"
+            } else {
+                aspect.as_str()
+            }
+        );
+    }
     format!(
         "{error}<form method=\"post\" action=\"/try\" enctype=\"multipart/form-data\" id=\"try\">{csrf}\
          <label>Photo (JPEG, PNG, WebP, HEIC) <input type=\"file\" name=\"photo\" id=\"photo\" accept=\"image/*\" required></label>\
          <label>Motion <select name=\"motion\" id=\"motion\">{options}</select></label>\
+         <label>Shape <select name=\"aspect\" id=\"aspect\">{aspects}</select></label>\
          <button id=\"make\">Make the video</button></form>\
          <p class=\"hint\">The photo goes through the fleet's API as the app's would; it is deleted as soon as \
          the video exists, and this page shows the proof.</p>",
@@ -124,7 +143,8 @@ async fn submit(
             &format!("the form did not arrive whole: {}", err.body_text()),
         )
     };
-    let (mut csrf, mut motion, mut photo) = (String::new(), String::new(), None::<Bytes>);
+    let (mut csrf, mut motion, mut aspect, mut photo) =
+        (String::new(), String::new(), String::new(), None::<Bytes>);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -139,6 +159,7 @@ async fn submit(
         match name.as_str() {
             "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),
             "motion" => motion = String::from_utf8_lossy(&bytes).into_owned(),
+            "aspect" => aspect = String::from_utf8_lossy(&bytes).into_owned(),
             "photo" => photo = Some(bytes),
             _ => {}
         }
@@ -177,7 +198,12 @@ async fn submit(
         return refused(&console, &session, status_of(&err), &err.to_string());
     }
     let accepted = match client
-        .submit(&account, photo, json!({ "motion": motion }), None)
+        .submit(
+            &account,
+            photo,
+            json!({ "motion": motion, "aspect": if aspect.is_empty() { "auto" } else { aspect.as_str() } }),
+            None,
+        )
         .await
     {
         Ok(accepted) => accepted,

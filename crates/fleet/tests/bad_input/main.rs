@@ -237,6 +237,15 @@ async fn run_table(fleet: &Fleet, namespace: &str) -> anyhow::Result<()> {
             code: "invalid_params",
         },
         HttpCase {
+            what: "unknown aspect",
+            request: submit(
+                json!({ "account_id": "ok", "aspect": "2:1" }),
+                photo.clone(),
+            ),
+            status: 400,
+            code: "invalid_params",
+        },
+        HttpCase {
             what: "unknown model",
             request: submit(
                 json!({ "account_id": "ok", "model": "nope" }),
@@ -649,6 +658,17 @@ async fn broker_table(
         named(&v),
         Outcome::Failed("invalid_params"),
         Some(spin),
+    ));
+    let mut v = as_value(&job(&ok));
+    let wide: JobId = serde_json::from_value(v["job_id"].clone())?;
+    v["params"]["aspect"] = json!("2:1");
+    let wide_job: GenerateJob = serde_json::from_value(v.clone())?;
+    prepare(&wide_job, true).await?;
+    cases.push((
+        "unknown aspect",
+        named(&v),
+        Outcome::Failed("invalid_params"),
+        Some(wide),
     ));
 
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
