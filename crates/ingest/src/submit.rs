@@ -363,10 +363,7 @@ async fn check_params(
             }
             Aspect::Auto => Aspect::Auto,
             named => {
-                let square_input = spec.input.width == spec.input.height;
-                let rendered = spec.aspect_size(named.as_str()).is_some()
-                    || (spec.aspects.is_empty() && named == Aspect::Square && square_input);
-                if !rendered {
+                if spec.aspect_size(named.as_str()).is_none() {
                     return Err(ApiError::new(
                         ErrorCode::InvalidParams,
                         format!(

@@ -209,19 +209,12 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
                 "aspect unknown to this worker".into(),
             ));
         }
-        named => {
-            let size = spec.aspect_size(named.as_str()).or_else(|| {
-                // A model without buckets renders its input size, which a name may match.
-                let (w, h) = (spec.input.width, spec.input.height);
-                (named == Aspect::Square && w == h).then_some((w, h))
-            });
-            Some(size.ok_or_else(|| {
-                JobError::Terminal(
-                    ErrorCode::InvalidParams,
-                    format!("model {} renders no {} video", spec.key(), named.as_str()),
-                )
-            })?)
-        }
+        named => Some(spec.aspect_size(named.as_str()).ok_or_else(|| {
+            JobError::Terminal(
+                ErrorCode::InvalidParams,
+                format!("model {} renders no {} video", spec.key(), named.as_str()),
+            )
+        })?),
     };
     let fitted = fetch(shared, job, &input, spec.clone(), aspect)
         .instrument(info_span!("fetch"))

@@ -50,38 +50,35 @@ fn not_served(console: &Console, session: Option<&Session>) -> Response {
     )
 }
 
+/// `<option>`s of (value, label, selected).
+fn select_options<'a>(items: impl Iterator<Item = (&'a str, &'a str, bool)>) -> String {
+    let mut out = String::new();
+    for (value, label, selected) in items {
+        let _ = write!(
+            out,
+            "<option value=\"{}\"{}>{}</option>",
+            esc(value),
+            if selected { " selected" } else { "" },
+            esc(label)
+        );
+    }
+    out
+}
+
 fn form_body(console: &Console, session: &Session, error: Option<&str>) -> String {
-    let mut options = String::new();
-    for motion in Motion::KNOWN {
-        let _ = write!(
-            options,
-            "<option value=\"{0}\"{1}>{0}</option>",
-            esc(motion.as_str()),
-            if *motion == Motion::ZoomIn {
-                " selected"
-            } else {
-                ""
-            }
-        );
-    }
-    let mut aspects = String::new();
-    for aspect in Aspect::KNOWN {
-        let _ = write!(
-            aspects,
-            "<option value=\"{0}\"{1}>{2}</option>",
-            esc(aspect.as_str()),
-            if *aspect == Aspect::Auto {
-                " selected"
-            } else {
-                ""
-            },
-            if *aspect == Aspect::Auto {
-                "the photo's own"
-            } else {
-                aspect.as_str()
-            }
-        );
-    }
+    let options = select_options(
+        Motion::KNOWN
+            .iter()
+            .map(|m| (m.as_str(), m.as_str(), *m == Motion::ZoomIn)),
+    );
+    let aspects = select_options(Aspect::KNOWN.iter().map(|a| {
+        let label = if *a == Aspect::Auto {
+            "the photo's own"
+        } else {
+            a.as_str()
+        };
+        (a.as_str(), label, *a == Aspect::Auto)
+    }));
     format!(
         "{error}<form method=\"post\" action=\"/try\" enctype=\"multipart/form-data\" id=\"try\">{csrf}\
          <label>Photo (JPEG, PNG, WebP, HEIC) <input type=\"file\" name=\"photo\" id=\"photo\" accept=\"image/*\" required></label>\
