@@ -112,6 +112,23 @@ impl Ledger {
         .map_err(sqlx_err("recent jobs"))
     }
 
+    /// Every job, a page at a time in id order: up to `limit` (≤ 500) jobs whose id sorts after
+    /// `after`. For audits that must see all of a ledger (the chaos campaign's), not the console.
+    pub async fn jobs_page(
+        &self,
+        after: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<Job>, LedgerError> {
+        sqlx::query_as::<_, Job>(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(limit.min(MAX_ROWS)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_err("a page of jobs"))
+    }
+
     /// A job's deliveries to workers, oldest first.
     pub async fn job_attempts(&self, id: JobId) -> Result<Vec<Attempt>, LedgerError> {
         let rows = sqlx::query(

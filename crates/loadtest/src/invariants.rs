@@ -46,7 +46,7 @@ pub struct InvariantResult {
 }
 
 impl InvariantResult {
-    fn new(name: &'static str, description: &'static str) -> InvariantResult {
+    pub(crate) fn new(name: &'static str, description: &'static str) -> InvariantResult {
         InvariantResult {
             name,
             description,

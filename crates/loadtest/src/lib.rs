@@ -17,6 +17,8 @@
 //! - `report`: the report, its table and exit code; `svg`: the plot; `embedded`: the
 //!   in-process fleet.
 
+#[cfg(feature = "chaos")]
+pub mod chaos;
 mod cli;
 mod drive;
 mod embedded;
@@ -40,7 +42,7 @@ pub use options::{
 };
 pub use report::{Exit, Report};
 pub use stats::{Bucket, Counts, Latencies, LatencySummary, Throughput};
-pub use svg::render as render_svg;
+pub use svg::{Mark, render as render_svg, render_marked};
 
 /// Birth date of the accounts a run creates: an adult, so no account is refused.
 const ADULT_BIRTH_DATE: &str = "1990-01-01";
@@ -85,6 +87,29 @@ async fn drive_and_check(
     base: &str,
     token: &str,
 ) -> anyhow::Result<Report> {
+    let driven = drive_load(options, inputs, base, token, None).await?;
+    Ok(check_and_report(options, base, &driven).await)
+}
+
+/// What a driven load leaves to check: the client it used, every submission's record, and
+/// when it started and how long it took.
+#[derive(Debug)]
+pub(crate) struct Driven {
+    pub client: Client,
+    pub records: Vec<drive::JobRecord>,
+    pub start: Instant,
+    pub elapsed: std::time::Duration,
+}
+
+/// Creates the run's accounts and drives the load to its end (every accepted job followed until
+/// it ended or its bound ran out).
+pub(crate) async fn drive_load(
+    options: &Options,
+    inputs: mix::Inputs,
+    base: &str,
+    token: &str,
+    started: Option<tokio::sync::oneshot::Sender<Instant>>,
+) -> anyhow::Result<Driven> {
     let client = Client::new(base, token)?.with_device_id("clip-loadtest");
     let run_id = ulid::Ulid::new().to_string().to_ascii_lowercase();
     let mut accounts = Vec::with_capacity(options.accounts);
@@ -98,14 +123,34 @@ async fn drive_and_check(
     }
     info!(target_url = %base, load = %describe_load(options), "load test starting");
     let start = Instant::now();
+    if let Some(started) = started {
+        // Nobody listening is fine: the load does not depend on it.
+        let _ = started.send(start);
+    }
     let records = drive::drive(client.clone(), inputs, accounts, options, start).await?;
     let elapsed = start.elapsed();
     info!(
         submissions = records.len(),
         "load over, checking invariants"
     );
-    let checked = invariants::check(&client, &records, &options.checks, start).await;
-    let summary = stats::summarize(&records, options.bucket);
+    Ok(Driven {
+        client,
+        records,
+        start,
+        elapsed,
+    })
+}
+
+/// Checks the API invariants over a driven load and makes the report.
+pub(crate) async fn check_and_report(options: &Options, base: &str, driven: &Driven) -> Report {
+    let checked = invariants::check(
+        &driven.client,
+        &driven.records,
+        &options.checks,
+        driven.start,
+    )
+    .await;
+    let summary = stats::summarize(&driven.records, options.bucket);
     let error_share = if summary.counts.sent == 0 {
         0.0
     } else {
@@ -116,11 +161,11 @@ async fn drive_and_check(
         error_share,
         options.checks.max_error_share,
     );
-    Ok(Report {
+    Report {
         target: describe_target(options, base),
         load: describe_load(options),
         seed: options.seed,
-        elapsed_s: elapsed.as_secs_f64(),
+        elapsed_s: driven.elapsed.as_secs_f64(),
         submitting_s: summary.submitting.as_secs_f64(),
         counts: summary.counts,
         throughput: summary.throughput,
@@ -133,7 +178,7 @@ async fn drive_and_check(
         max_error_share: options.checks.max_error_share,
         exit,
         exit_code: exit.code(),
-    })
+    }
 }
 
 fn describe_target(options: &Options, base: &str) -> String {

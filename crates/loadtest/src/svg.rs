@@ -21,8 +21,27 @@ const P99: &str = "#E45756";
 /// Picks one latency quantile of a bucket.
 type Quantile = fn(&Bucket) -> Option<f64>;
 
+/// An event to mark on the timeline (a fault of a chaos campaign): a line at `at_s`, or a band
+/// to `until_s`, across both panels, labelled at the top.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    /// Seconds from the start.
+    pub at_s: f64,
+    /// End of a lasting event.
+    pub until_s: Option<f64>,
+    /// Short label.
+    pub label: String,
+}
+
+const MARK: &str = "#B279A2";
+
 /// The plot of `report`'s timeline as an SVG document.
 pub fn render(report: &Report) -> String {
+    render_marked(report, &[])
+}
+
+/// The plot with `marks` drawn over both panels.
+pub fn render_marked(report: &Report, marks: &[Mark]) -> String {
     let buckets = &report.timeline;
     let bucket_s = report.bucket_s.max(1e-3);
     let width_s = (buckets.len() as f64 * bucket_s).max(bucket_s);
@@ -104,6 +123,7 @@ pub fn render(report: &Report) -> String {
         polyline(&mut svg, &points, colour);
     }
     legend(&mut svg, top, &[(P50, "p50"), (P99, "p99")]);
+    draw_marks(&mut svg, marks, &x);
     let _ = writeln!(
         svg,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds since start</text>"#,
@@ -112,6 +132,40 @@ pub fn render(report: &Report) -> String {
     );
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Each mark as a line (or a translucent band) over both panels, its label staggered on four
+/// rows above the top panel so close marks stay readable.
+fn draw_marks(svg: &mut String, marks: &[Mark], x: &dyn Fn(f64) -> f64) {
+    let (top, _) = PANELS[0];
+    let (bottom_top, bottom_height) = PANELS[1];
+    let bottom = bottom_top + bottom_height;
+    for (i, mark) in marks.iter().enumerate() {
+        let x0 = x(mark.at_s);
+        match mark.until_s {
+            Some(until) if until > mark.at_s => {
+                let _ = writeln!(
+                    svg,
+                    r#"<rect x="{x0:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{MARK}" fill-opacity="0.18"/>"#,
+                    (x(until) - x0).max(1.0),
+                    bottom - top
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    svg,
+                    r#"<line x1="{x0:.1}" y1="{top:.1}" x2="{x0:.1}" y2="{bottom:.1}" stroke="{MARK}" stroke-dasharray="3,3"/>"#
+                );
+            }
+        }
+        let row = (i % 4) as f64;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x0:.1}" y="{:.1}" font-size="9" fill="{MARK}">{}</text>"#,
+            top + 10.0 + row * 10.0,
+            escape(&mark.label)
+        );
+    }
 }
 
 /// Frame, horizontal grid with labels, time ticks and the axis title of one panel.

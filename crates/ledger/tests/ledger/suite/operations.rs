@@ -27,6 +27,18 @@ pub async fn operator_reads(f: &Fixture) -> anyhow::Result<()> {
         "newest first, limited: {ids:?}"
     );
 
+    // Every job, in id order, a page at a time (ids are ULIDs: submission order here).
+    let first = ledger.jobs_page(None, 2).await.context("first page")?;
+    let rest = ledger
+        .jobs_page(first.last().map(|job| job.id), 2)
+        .await
+        .context("second page")?;
+    let paged: Vec<_> = first.iter().chain(&rest).map(|job| job.id).collect();
+    let mut all = vec![retried.id, failed.id, queued.id];
+    all.sort();
+    ensure!(paged == all, "every job once, in id order: {paged:?}");
+    ensure!(ledger.jobs_page(Some(all[2]), 2).await?.is_empty());
+
     // One retry then success (ends at +14 s), one failure (ends at +4 s): both in minute 0.
     ledger
         .apply_events(&batch(scenario(retried.id, 1, Outcome::Succeeded)), TTL)
