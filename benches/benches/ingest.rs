@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clipfleet_benches::env_usize;
+use clipfleet_benches::{env_usize, proc_status_kib};
 use clipfleet_ingest::DEV_TOKEN;
 use clipfleet_ledger::Ledger;
 const CONCURRENCY: usize = 100;
@@ -266,21 +266,10 @@ async fn load(addr: &str, photo: Vec<u8>, jobs: usize, pid: u32) -> anyhow::Resu
     Ok(())
 }
 
-fn status_field(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|line| line.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn rss_kib(pid: u32) -> Option<u64> {
-    status_field(pid, "VmRSS:")
+    proc_status_kib(pid, "VmRSS:")
 }
 
 fn hwm_kib(pid: u32) -> Option<u64> {
-    status_field(pid, "VmHWM:")
+    proc_status_kib(pid, "VmHWM:")
 }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use clipfleet_benches::{bare_forward_rate, env_usize, median};
+use clipfleet_benches::{bare_forward_rate, env_usize, median, proc_status_kib};
 use clipfleet_broker::{
     Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
 };
@@ -172,6 +172,10 @@ struct Run {
     jobs_per_s: f64,
     messages_per_job: f64,
     photo_lifetime_ms: Vec<u64>,
+    /// The process's RSS with the engine loaded and the jobs queued, before the worker runs.
+    rss_before_kib: u64,
+    /// Its peak while the worker runs (sampled every 10 ms).
+    rss_peak_kib: u64,
 }
 
 /// Publishes `jobs` jobs, then runs one worker until every one succeeded.
@@ -217,6 +221,22 @@ async fn through_worker(
         encoder: default_encoder(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // This process's RSS with the engine loaded and the jobs queued, then its peak while the
+    // worker runs: what the worker adds under full load.
+    let pid = std::process::id();
+    let rss_before_kib = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(rss_before_kib));
+    let sampler = {
+        let peak = peak_rss.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(rss) = proc_status_kib(pid, "VmRSS:") {
+                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
     let started = Instant::now();
     let worker = tokio::spawn(run(deps, config, async move {
         let _ = stopped.await;
@@ -250,6 +270,7 @@ async fn through_worker(
         broker.ack(&leases).await.expect("ack");
     }
     let took = started.elapsed();
+    sampler.abort();
     let stats = watched.stats();
     println!(
         "engine: passes by batch size {:?}, busy {:.0} % of the run",
@@ -268,6 +289,8 @@ async fn through_worker(
         // Each job: its own publish, plus its share of the event batches.
         messages_per_job: (jobs + batches) as f64 / jobs as f64,
         photo_lifetime_ms: lifetime,
+        rss_before_kib,
+        rss_peak_kib: peak_rss.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 
@@ -357,6 +380,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
     let mut rates = Vec::new();
     let mut messages = 0.0;
     let mut lifetimes = Vec::new();
+    let mut rss = Vec::new();
     for round in 0..rounds {
         let namespace = format!("bw{round}-{}", std::process::id());
         let options = BrokerOptions {
@@ -379,9 +403,13 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
             config.clone(),
         ));
         println!(
-            "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job",
-            run.jobs_per_s, run.messages_per_job
+            "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job; RSS {:.1} MiB before the worker, peak {:.1} MiB",
+            run.jobs_per_s,
+            run.messages_per_job,
+            run.rss_before_kib as f64 / 1024.0,
+            run.rss_peak_kib as f64 / 1024.0
         );
+        rss.push((run.rss_before_kib, run.rss_peak_kib));
         if let Some(admin) = broker.admin() {
             let _ = runtime.block_on(admin.delete_pool(&config.pool));
         }
@@ -393,6 +421,14 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
     println!(
         "dispatch ({dispatch_jobs} noop jobs {side}x{side}x{frames} through RabbitMQ quorum queues, one worker with {slots} slots, events included): {:.0} jobs/s, {messages:.3} broker messages per job",
         median(rates)
+    );
+    let before = median(rss.iter().map(|(b, _)| *b as f64).collect());
+    let peak = median(rss.iter().map(|(_, p)| *p as f64).collect());
+    println!(
+        "worker process RSS (medians): {:.1} MiB with libtorch, the noop engine and the broker client before it runs, {:.1} MiB at peak with {slots} jobs in flight: {:.1} KiB per in-flight job",
+        before / 1024.0,
+        peak / 1024.0,
+        (peak - before).max(0.0) / slots as f64
     );
     println!(
         "photo lifetime after success ({} jobs): p50 {} ms, p99 {} ms, max {} ms",

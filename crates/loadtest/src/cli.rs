@@ -42,6 +42,14 @@ pub struct Cli {
     /// Closed loop: this many submissions in flight, each waiting for its job to end.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
+    /// Find the rate the fleet sustains instead of one run: open-loop steps from --rate (default
+    /// 2/s) up ×1.5 until the fleet falls behind, two bisection steps, then a run at 80 % of the
+    /// rate found, whose latency is reported beside it.
+    #[arg(long, conflicts_with_all = ["concurrency", "jobs", "duration"])]
+    pub saturation: bool,
+    /// How long each step of --saturation submits.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    pub step: Duration,
     /// Stop after this many submissions (default 200 unless --duration).
     #[arg(long, value_name = "N")]
     pub jobs: Option<u64>,

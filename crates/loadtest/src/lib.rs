@@ -15,7 +15,8 @@
 //! - `mix`: the inputs and the seeded generator; `drive`: the load generator;
 //! - `stats`: counts, histograms, timeline; `invariants`: the checks at the end;
 //! - `report`: the report, its table and exit code; `svg`: the plot; `embedded`: the
-//!   in-process fleet.
+//!   in-process fleet; `saturation`: the search for the rate a fleet sustains and the latency
+//!   below it.
 
 #[cfg(feature = "chaos")]
 pub mod chaos;
@@ -26,6 +27,7 @@ mod invariants;
 mod mix;
 mod options;
 mod report;
+mod saturation;
 mod stats;
 mod svg;
 
@@ -41,6 +43,7 @@ pub use options::{
     Options, PhotoSize, Stop, Target,
 };
 pub use report::{Exit, Report};
+pub use saturation::{SaturationPlan, SaturationReport, Step, find_saturation};
 pub use stats::{Bucket, Counts, Latencies, LatencySummary, Throughput};
 pub use svg::{Mark, render as render_svg, render_marked};
 

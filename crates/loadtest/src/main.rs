@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser as _;
 use clipfleet_config::env_from_process;
-use clipfleet_loadtest::{Cli, Exit, Report, render_svg, run};
+use clipfleet_loadtest::{
+    Cli, Exit, Report, SaturationPlan, SaturationReport, find_saturation, render_svg, run,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,6 +21,9 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if cli.saturation {
+        return saturation(&cli).await;
+    }
     let result = async {
         let options = cli.options(env_from_process())?;
         let report = run(options).await?;
@@ -45,6 +50,42 @@ fn write_reports(cli: &Cli, report: &Report) -> anyhow::Result<()> {
             .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--saturation`: the search, its table, the JSON report of every step and the measured run.
+async fn saturation(cli: &Cli) -> ExitCode {
+    let result = async {
+        let options = cli.options(env_from_process())?;
+        let plan = SaturationPlan {
+            start_rate: cli.rate.unwrap_or(SaturationPlan::default().start_rate),
+            step: cli.step,
+            ..SaturationPlan::default()
+        };
+        let report = find_saturation(&options, &plan).await?;
+        if let Some(path) = &cli.report {
+            let json = serde_json::to_string_pretty(&report).context("encode the report")?;
+            std::fs::write(path, json + "\n")
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+        if let (Some(path), Some(measured)) = (&cli.svg, &report.measured) {
+            std::fs::write(path, render_svg(measured))
+                .with_context(|| format!("write {}", path.display()))?;
+        }
+        anyhow::Ok(report)
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            print_saturation(&report);
+            ExitCode::from(report.exit().code())
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+#[allow(clippy::print_stdout)] // the command's result
+fn print_saturation(report: &SaturationReport) {
+    print!("{}", report.table());
 }
 
 #[allow(clippy::print_stdout)] // the command's result

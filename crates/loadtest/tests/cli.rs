@@ -222,3 +222,23 @@ fn wrong_command_lines_are_refused() {
         assert!(cli.options(BTreeMap::new()).is_err(), "{args:?} accepted");
     }
 }
+
+#[test]
+fn saturation_search_flags() -> anyhow::Result<()> {
+    let cli = parse(&["--embedded", "--saturation", "--rate", "3", "--step", "10s"])?;
+    assert!(cli.saturation);
+    assert_eq!(cli.step, Duration::from_secs(10));
+    assert_eq!(cli.rate, Some(3.0));
+    assert_eq!(parse(&["--embedded"])?.step, Duration::from_secs(20));
+    // A search sets its own load and length.
+    for clash in [
+        ["--concurrency", "4"],
+        ["--jobs", "10"],
+        ["--duration", "1m"],
+    ] {
+        let mut args = vec!["--embedded", "--saturation"];
+        args.extend(clash);
+        assert!(parse(&args).is_err(), "{clash:?}");
+    }
+    Ok(())
+}

@@ -46,6 +46,17 @@ pub enum Role {
     Janitor,
 }
 
+impl Role {
+    /// `ingest`, `worker`, `janitor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Worker => "worker",
+            Role::Janitor => "janitor",
+        }
+    }
+}
+
 /// Why a process is expected to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
@@ -134,6 +145,8 @@ struct State {
     processes: Vec<Process>,
     next_worker: usize,
     exits: Vec<ExitRecord>,
+    /// The highest resident set size seen per role, KiB (sampled at each supervisor tick).
+    peak_rss_kib: BTreeMap<Role, u64>,
     /// Restarts held back until this instant, per role and process name (the crash backoff).
     hold: BTreeMap<(Role, String), Instant>,
     stopping: bool,
@@ -385,6 +398,15 @@ impl ProcessFleet {
                 return;
             }
             let now_s = self.now_s();
+            let sampled: Vec<(Role, u64)> = state
+                .processes
+                .iter()
+                .filter_map(|p| Some((p.role, rss_kib(p.child.id()?)?)))
+                .collect();
+            for (role, rss) in sampled {
+                let peak = state.peak_rss_kib.entry(role).or_default();
+                *peak = (*peak).max(rss);
+            }
             let mut index = 0;
             while index < state.processes.len() {
                 let exited = match state.processes[index].child.try_wait() {
@@ -508,6 +530,11 @@ impl ProcessFleet {
         &self.rabbit_url
     }
 
+    /// The highest resident set size seen of any one process, per role, in KiB.
+    pub fn peak_rss_kib(&self) -> BTreeMap<Role, u64> {
+        self.lock().peak_rss_kib.clone()
+    }
+
     /// Every process exit so far.
     pub fn exits(&self) -> Vec<ExitRecord> {
         self.lock().exits.clone()
@@ -603,6 +630,18 @@ fn signal(pid: u32, name: &str) {
     if !sent.is_ok_and(|status| status.success()) {
         warn!(pid, signal = name, "could not signal a process");
     }
+}
+
+/// A process's resident set size (`VmRSS` of `/proc/<pid>/status`), KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// `host:port` of a URL (`scheme://[user@]host:port/…`).

@@ -13,7 +13,7 @@ pub(crate) mod audit;
 mod faults;
 mod fleet;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,6 +65,8 @@ pub struct ChaosReport {
     pub faults: Vec<FaultRecord>,
     /// Every process exit (planned kills and drains, and any crash).
     pub exits: Vec<ExitRecord>,
+    /// The highest resident set size of any one process of each role over the run, MiB.
+    pub peak_rss_mib: BTreeMap<Role, f64>,
     /// Dead letters at the end, each with its reason.
     pub dead_letters: Vec<DeadLetterRow>,
     /// The audit of the ledger, the store and the dead letters.
@@ -115,7 +117,13 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     let supervisor = tokio::spawn(fleet.clone().supervise());
     let outcome = campaign(&fleet, &mut load, inputs, &planned, &options).await;
     let stopped = fleet.stop(supervisor, STOP_GRACE).await;
-    let (report, faults, exits, holdings) = outcome?;
+    let Outcomes {
+        report,
+        faults,
+        exits,
+        peak_rss_mib,
+        holdings,
+    } = outcome?;
     stopped.context("stop the fleet")?;
     let (mut audit, mut audit_violations) = audit::audit(&holdings, MAX_LISTED);
     // A campaign whose faults did not happen proved nothing: each one not carried out fails it.
@@ -150,6 +158,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         planned,
         faults,
         exits,
+        peak_rss_mib,
         holdings: HoldingCounts {
             ledger_jobs: holdings.ledger.len(),
             photos: holdings.photos.len(),
@@ -163,7 +172,13 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     })
 }
 
-type Outcomes = (Report, Vec<FaultRecord>, Vec<ExitRecord>, audit::Holdings);
+struct Outcomes {
+    report: Report,
+    faults: Vec<FaultRecord>,
+    exits: Vec<ExitRecord>,
+    peak_rss_mib: BTreeMap<Role, f64>,
+    holdings: audit::Holdings,
+}
 
 async fn campaign(
     fleet: &Arc<ProcessFleet>,
@@ -224,7 +239,18 @@ async fn campaign(
             exit
         })
         .collect();
-    Ok((report, faults, exits, holdings))
+    let peak_rss_mib = fleet
+        .peak_rss_kib()
+        .into_iter()
+        .map(|(role, kib)| (role, kib as f64 / 1024.0))
+        .collect();
+    Ok(Outcomes {
+        report,
+        faults,
+        exits,
+        peak_rss_mib,
+        holdings,
+    })
 }
 
 /// Reads what the fleet holds, from the ledger and the store directly (not through the
@@ -391,6 +417,12 @@ impl ChaosReport {
                 exit.at_s, exit.name, exit.ran_s, exit.status
             );
         }
+        let rss: Vec<String> = self
+            .peak_rss_mib
+            .iter()
+            .map(|(role, mib)| format!("{} {mib:.0} MiB", role.name()))
+            .collect();
+        let _ = writeln!(out, "  peak RSS of one process: {}", rss.join(", "));
         let _ = writeln!(
             out,
             "  held at the end: {} ledger jobs, {} photos, {} videos, {} dead letters",
