@@ -174,14 +174,7 @@ impl Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,clipfleet_loadtest=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    clipfleet_loadtest::init_logging();
     match campaign(&cli).await {
         Ok(code) => code,
         Err(err) => {

@@ -47,6 +47,19 @@ pub use saturation::{SaturationPlan, SaturationReport, Step, find_saturation};
 pub use stats::{Bucket, Counts, Latencies, LatencySummary, Throughput};
 pub use svg::{Mark, render as render_svg, render_marked};
 
+/// Logs to stderr: `RUST_LOG`, or warnings plus this crate's progress (what `clip-loadtest` and
+/// `clip-chaos` print while they run).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,clipfleet_loadtest=info")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Birth date of the accounts a run creates: an adult, so no account is refused.
 const ADULT_BIRTH_DATE: &str = "1990-01-01";
 

@@ -13,14 +13,7 @@ use clipfleet_loadtest::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,clipfleet_loadtest=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    clipfleet_loadtest::init_logging();
     if cli.saturation {
         return saturation(&cli).await;
     }
