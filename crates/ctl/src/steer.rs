@@ -16,6 +16,10 @@ use crate::heartbeats::{Listener, WorkerSeen};
 use crate::output::Report;
 use crate::progress;
 
+/// How often a worker heartbeats on the control exchange (`WorkerConfig::heartbeat_every`'s
+/// default; `status` listens a little longer than this for the same reason).
+const WORKER_HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// What a steering command does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Steer {
@@ -120,6 +124,9 @@ pub async fn drain(ctx: &Ctx, args: &DrainArgs) -> CtlResult<Report> {
     let mut peak = 0u64;
     // A worker that was heard and then fell silent for this long has gone (exited).
     let silent_after = Duration::from_secs(12);
+    // Every live worker heartbeats at least this often: until then a worker not yet heard may
+    // be one of the addressed (a busy host can answer the drain late), so "all drained" waits.
+    let everyone_heard_after = WORKER_HEARTBEAT + Duration::from_millis(500);
     loop {
         listener.poll(Duration::from_millis(500)).await?;
         let addressed: Vec<&WorkerSeen> = listener
@@ -136,6 +143,7 @@ pub async fn drain(ctx: &Ctx, args: &DrainArgs) -> CtlResult<Report> {
         bar.set_length(peak);
         bar.set_position(peak - busy);
         let done = !addressed.is_empty()
+            && started.elapsed() >= everyone_heard_after
             && addressed.iter().all(|seen| {
                 (seen.draining && seen.busy == 0)
                     || seen.heard.is_none_or(|at| at.elapsed() >= silent_after)
