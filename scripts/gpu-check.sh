@@ -7,7 +7,9 @@
 #   scripts/gpu-check.sh run DIR [ARGS] (the GPU node, in the unpacked DIR) builds offline
 #                                       against the node's PyTorch 2.11 (LIBTORCH_USE_PYTORCH=1,
 #                                       its python3 first on PATH) and runs clip-infer-check:
-#                                       `cost` with a batch sweep, jobs/s and GPU memory per size
+#                                       `cost` with a batch sweep, jobs/s and GPU memory per size,
+#                                       then `rife@3.9` at 512x512 (frames/s of the interpolator:
+#                                       a motion-rife job needs 33 of them per 45-frame video)
 #
 # A node without CUDA still runs the sweep, on the CPU, and says so.
 set -euo pipefail
@@ -69,10 +71,11 @@ run() {
   fi
   cargo build --offline --release -p clipfleet-infer --features cli --bins
   ./target/release/clip-infer-check --model cost --batches 1,2,4,8,16,32 --jobs 64 "$@"
+  ./target/release/clip-infer-check --model rife --version 3.9 --batches 1,2,4,8,16,32 --jobs 64 "$@"
 }
 
 case "${1:-}" in
-  pack) [ $# -eq 2 ] || { sed -n '2,13p' "$0" >&2; exit 2; }; pack "$2" ;;
-  run) [ $# -ge 2 ] || { sed -n '2,13p' "$0" >&2; exit 2; }; shift; run "$@" ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  pack) [ $# -eq 2 ] || { sed -n '2,15p' "$0" >&2; exit 2; }; pack "$2" ;;
+  run) [ $# -ge 2 ] || { sed -n '2,15p' "$0" >&2; exit 2; }; shift; run "$@" ;;
+  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

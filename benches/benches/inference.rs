@@ -5,8 +5,13 @@
 //! plus `noop` jobs/s (the engine's own dispatch cost). One intra-op thread, as on the workers'
 //! CPU fallback. Rounds alternate the contenders; medians are reported.
 //!
+//! Then the `motion-rife` chain at the manifest's shape (512×512, 12 keyframes → 45 frames,
+//! batch 4) with BENCH_CHAIN_THREADS intra-op threads: seconds per job and each stage's share
+//! of the engine's time.
+//!
 //! Environment: BENCH_JOBS (default 32), BENCH_SIZE (pixels per side, default 128),
-//! BENCH_ROUNDS (default 3).
+//! BENCH_ROUNDS (default 3), BENCH_CHAIN_JOBS (default 4; 0 skips the chain),
+//! BENCH_CHAIN_THREADS (default 2).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -44,7 +49,8 @@ fn engine_rate(
     size: u32,
     frames: u32,
 ) -> f64 {
-    let registry = ModelRegistry::load(&manifest(), Device::Cpu).expect("registry");
+    let registry = ModelRegistry::load_serving(&manifest(), Device::Cpu, &[format!("{model}@1")])
+        .expect("registry");
     let config = EngineConfig {
         max_batch,
         max_wait: Duration::from_millis(5),
@@ -105,4 +111,51 @@ fn main() {
     );
     println!("batching ratio (8 vs 1): {:.2}x", b8 / b1);
     println!("noop through the engine (64x64, 4 frames, max batch 32): {n:.0} jobs/s");
+    let chain_jobs = env_usize("BENCH_CHAIN_JOBS", 4);
+    if chain_jobs > 0 {
+        chain(&runtime, chain_jobs);
+    }
+}
+
+/// `motion-rife` jobs through the engine at the manifest's shape: seconds per job, and where
+/// the engine's time went by stage.
+fn chain(runtime: &tokio::runtime::Runtime, jobs: usize) {
+    tch::set_num_threads(env_usize("BENCH_CHAIN_THREADS", 2) as i32);
+    let registry = ModelRegistry::load_serving(&manifest(), Device::Cpu, &["motion-rife@1".into()])
+        .expect("registry");
+    let spec = registry.chain("motion-rife", "1").expect("chain").clone();
+    let side = spec.input.width;
+    let config = EngineConfig {
+        max_batch: spec.batch.max,
+        max_wait: Duration::from_millis(50),
+        queue_capacity: jobs.max(1),
+    };
+    let engine = Engine::start(registry, config).expect("engine");
+    let took = runtime.block_on(async {
+        let started = Instant::now();
+        let all = (0..jobs).map(|i| engine.generate(request("motion-rife", side, spec.frames, i)));
+        for result in futures_util::future::join_all(all).await {
+            assert_eq!(result.expect("chain job").len(), spec.frames as usize);
+        }
+        started.elapsed()
+    });
+    let stages = engine.stats().stage_busy();
+    let total: f64 = stages.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    println!(
+        "{} ({}), {jobs} jobs of {side}x{side}, {} frames, max batch {}, {} intra-op thread(s): {:.1} s per job ({:.1} s in all)",
+        spec.key(),
+        spec.runs().join(" -> "),
+        spec.frames,
+        spec.batch.max,
+        tch::get_num_threads(),
+        took.as_secs_f64() / jobs as f64,
+        took.as_secs_f64()
+    );
+    for (stage, busy) in stages {
+        println!(
+            "  {stage:<12} {:>8.1} s  {:>5.1} % of the chain's engine time",
+            busy.as_secs_f64(),
+            100.0 * busy.as_secs_f64() / total
+        );
+    }
 }

@@ -143,7 +143,12 @@ impl Fleet {
 
         let manifest = Manifest::load(&options.manifest)
             .with_context(|| format!("manifest {}", options.manifest.display()))?;
-        let (engine, models) = load_engine(&options.manifest)?;
+        let served: Vec<String> = config
+            .pools
+            .iter()
+            .map(|pool| format!("{}@{}", pool.model, pool.model_version))
+            .collect();
+        let (engine, models) = load_engine(&options.manifest, &served)?;
 
         let (stop, stopped) = watch::channel(false);
         let ingest = Ingest::new(

@@ -9,9 +9,9 @@
 //! model's work, and on a CPU node the inference thread is the device. On a GPU it is rounded on
 //! the device, and only the bytes come back.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,9 +19,11 @@ use tch::{Device, Tensor};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::VideoModel;
 use crate::registry::ModelRegistry;
 use crate::split::run_splitting;
 use crate::{InferError, InferErrorKind, PARAMS_LEN, RgbFrame, frames_to_batch, video_to_frames};
+use clipfleet_models::ModelSpec;
 
 /// Most jobs in any batch the engine forms (the histogram's size, too).
 pub const MAX_BATCH_LIMIT: usize = 64;
@@ -112,6 +114,8 @@ pub struct EngineStats {
     /// Microseconds the inference thread spent on passes (the batch in, the forward pass, and
     /// on a device the video back as bytes).
     busy_us: AtomicU64,
+    /// Time in each stage of the chains run, by `name@version`.
+    stages: Mutex<BTreeMap<String, Duration>>,
 }
 
 impl EngineStats {
@@ -120,7 +124,19 @@ impl EngineStats {
             passes_by_size: std::array::from_fn(|_| AtomicU64::new(0)),
             jobs: AtomicU64::new(0),
             busy_us: AtomicU64::new(0),
+            stages: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn add_stage(&self, model: &str, took: Duration) {
+        let mut stages = self.stages.lock().unwrap_or_else(PoisonError::into_inner);
+        *stages.entry(model.to_owned()).or_default() += took;
+    }
+
+    /// Time spent in each stage of the chains run so far, by `name@version`.
+    pub fn stage_busy(&self) -> Vec<(String, Duration)> {
+        let stages = self.stages.lock().unwrap_or_else(PoisonError::into_inner);
+        stages.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Forward passes run, by batch size.
@@ -233,13 +249,8 @@ fn run(
 ) {
     let mut open: Vec<OpenBatch> = Vec::new();
     let limits: HashMap<(String, String), usize> = registry
-        .models()
-        .map(|m| {
-            (
-                (m.spec.name.clone(), m.spec.version.clone()),
-                m.spec.batch.max,
-            )
-        })
+        .specs()
+        .map(|spec| ((spec.name.clone(), spec.version.clone()), spec.batch.max))
         .collect();
     let limit = |key: &BatchKey| {
         let model = limits
@@ -299,29 +310,41 @@ fn run_batch(
     stats: &EngineStats,
 ) {
     let OpenBatch { key, jobs, .. } = batch;
-    let Some(loaded) = registry.get(&key.model, &key.version) else {
-        for job in jobs {
-            let message = format!("model {}@{} is not served here", key.model, key.version);
-            let _ = job
-                .reply
-                .send(Err(InferError::new(InferErrorKind::InvalidInput, message)));
+    let target = match (
+        registry.get(&key.model, &key.version),
+        registry.chain(&key.model, &key.version),
+    ) {
+        (Some(loaded), _) if loaded.spec.is_servable() => Target::Model(&loaded.model),
+        (None, Some(chain)) => Target::Chain(chain),
+        _ => {
+            for job in jobs {
+                let message = format!("model {}@{} is not served here", key.model, key.version);
+                let _ = job
+                    .reply
+                    .send(Err(InferError::new(InferErrorKind::InvalidInput, message)));
+            }
+            return;
         }
-        return;
     };
-    let model = &loaded.model;
-    let on_cpu = model.device() == Device::Cpu;
+    let device = registry.device();
+    let on_cpu = device == Device::Cpu;
     let mut passes = Vec::new();
     let started = Instant::now();
     let results = run_splitting(
         &jobs,
         &mut |slice: &[Pending]| {
             let frames: Vec<&RgbFrame> = slice.iter().map(|p| &p.request.image).collect();
-            let images = frames_to_batch(&frames, model.device())?;
+            let images = frames_to_batch(&frames, device)?;
             let flat: Vec<f32> = slice.iter().flat_map(|p| p.request.params).collect();
             let params = Tensor::from_slice(&flat)
                 .f_view([slice.len() as i64, PARAMS_LEN as i64])
                 .map_err(|err| InferError::from_tch("params", err, InferErrorKind::InvalidInput))?;
-            let video = model.generate(&images, &params, i64::from(key.frames))?;
+            let video = match target {
+                Target::Model(model) => model.generate(&images, &params, i64::from(key.frames))?,
+                Target::Chain(chain) => {
+                    run_chain(registry, chain, &images, &params, key.frames, stats)?
+                }
+            };
             if !on_cpu {
                 return Ok(video_to_frames(&video)?
                     .into_iter()
@@ -359,6 +382,139 @@ fn run_batch(
     // Fails only if the answering thread is gone: the jobs' callers then hear that the engine
     // dropped them.
     let _ = finished.send(answers);
+}
+
+/// What a batch runs on: one TorchScript generator, or a chain of entries.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Model(&'a VideoModel),
+    Chain(&'a ModelSpec),
+}
+
+/// A chain's video for a batch: the generator's keyframes, then each interpolator's frames
+/// between them, every stage batched across the batch's jobs.
+fn run_chain(
+    registry: &ModelRegistry,
+    chain: &ModelSpec,
+    images: &Tensor,
+    params: &Tensor,
+    frames: u32,
+    stats: &EngineStats,
+) -> Result<Tensor, InferError> {
+    let keyframes = chain.keyframes_for(frames).ok_or_else(|| {
+        InferError::new(
+            InferErrorKind::InvalidInput,
+            format!(
+                "{} cannot make {frames} frames: its stages make (keyframes - 1) x factor + 1",
+                chain.key()
+            ),
+        )
+    })?;
+    let stage = |index: usize| {
+        let stage = &chain.chain[index];
+        registry.get(&stage.model, &stage.version).ok_or_else(|| {
+            InferError::new(
+                InferErrorKind::ModelLoad,
+                format!("{}: stage {} is not loaded", chain.key(), stage.key()),
+            )
+        })
+    };
+    let started = Instant::now();
+    let generator = stage(0)?;
+    let mut video = generator
+        .model
+        .generate(images, params, i64::from(keyframes))?;
+    stats.add_stage(&generator.spec.key(), started.elapsed());
+    for (index, step) in chain.chain.iter().enumerate().skip(1) {
+        let started = Instant::now();
+        let interpolator = stage(index)?;
+        video = interpolate_video(
+            &interpolator.model,
+            &video,
+            i64::from(step.factor.unwrap_or(1)),
+            interpolator.spec.batch.max,
+        )?;
+        stats.add_stage(&interpolator.spec.key(), started.elapsed());
+    }
+    Ok(video)
+}
+
+/// `video` (`[B, K, 3, H, W]`) with `factor - 1` frames between each pair of its frames:
+/// `[B, (K - 1) x factor + 1, 3, H, W]`. The in-between frames of every job go through the
+/// interpolator together, `per_pass` at a time.
+fn interpolate_video(
+    model: &VideoModel,
+    video: &Tensor,
+    factor: i64,
+    per_pass: usize,
+) -> Result<Tensor, InferError> {
+    let tch_error = |what: &str| {
+        let what = what.to_owned();
+        move |err| InferError::from_tch(&what, err, InferErrorKind::ModelError)
+    };
+    let size = video.size();
+    let [b, k, c, h, w] = size[..] else {
+        return Err(InferError::new(
+            InferErrorKind::ModelError,
+            format!("a chain stage got a video of {size:?}"),
+        ));
+    };
+    if factor < 2 || k < 2 {
+        return Ok(video.shallow_clone());
+    }
+    let device = video.device();
+    let flat = video
+        .f_reshape([b * k, c, h, w])
+        .map_err(tch_error("flatten the keyframes"))?;
+    // One row per in-between frame: the two frames around it and its instant.
+    let (mut first, mut second, mut instants) = (Vec::new(), Vec::new(), Vec::new());
+    for job in 0..b {
+        for gap in 0..k - 1 {
+            for step in 1..factor {
+                first.push(job * k + gap);
+                second.push(job * k + gap + 1);
+                instants.push(step as f32 / factor as f32);
+            }
+        }
+    }
+    let mut between = Vec::new();
+    for start in (0..first.len()).step_by(per_pass.max(1)) {
+        let end = (start + per_pass.max(1)).min(first.len());
+        let pick = |rows: &[i64]| {
+            Tensor::from_slice(rows)
+                .f_to_device(device)
+                .and_then(|index| flat.f_index_select(0, &index))
+                .map_err(tch_error("gather the frame pairs"))
+        };
+        let t = Tensor::from_slice(&instants[start..end])
+            .f_to_device(device)
+            .map_err(tch_error("instants to device"))?;
+        between.push(model.interpolate(
+            &pick(&first[start..end])?,
+            &pick(&second[start..end])?,
+            &t,
+        )?);
+    }
+    between.insert(0, flat);
+    let all = Tensor::f_cat(&between, 0).map_err(tch_error("join the frames"))?;
+    // Every job's frames in order: keyframe, its in-betweens, the next keyframe...
+    let out_frames = (k - 1) * factor + 1;
+    let mut order = Vec::with_capacity((b * out_frames) as usize);
+    for job in 0..b {
+        for frame in 0..out_frames {
+            let (gap, step) = (frame / factor, frame % factor);
+            order.push(if step == 0 {
+                job * k + gap
+            } else {
+                b * k + (job * (k - 1) + gap) * (factor - 1) + step - 1
+            });
+        }
+    }
+    Tensor::from_slice(&order)
+        .f_to_device(device)
+        .and_then(|index| all.f_index_select(0, &index))
+        .and_then(|frames| frames.f_reshape([b, out_frames, c, h, w]))
+        .map_err(tch_error("order the frames"))
 }
 
 /// The answering thread: rounds CPU videos to frames and replies to each job.

@@ -24,7 +24,8 @@ mod registry;
 mod split;
 
 pub use clipfleet_models::{
-    BatchLimits, InputSize, MANIFEST_VERSION, Manifest, ManifestError, ModelDtype, ModelSpec,
+    BatchLimits, ChainStage, InputSize, MANIFEST_VERSION, Manifest, ManifestError, ModelDtype,
+    ModelRole, ModelSpec,
 };
 pub use engine::{Engine, EngineConfig, EngineStats, GenerateRequest, MAX_BATCH_LIMIT};
 pub use error::{InferError, InferErrorKind};

@@ -15,7 +15,8 @@ pub const PARAMS_LEN: usize = 4;
 /// typed error, not a garbled video.
 ///
 /// Fleet models (the manifest's) take `forward(image[B,3,H,W], params[B,4], frames) ->
-/// video[B,frames,3,H,W]` ([`VideoModel::generate`]); the reference model of the libtorch
+/// video[B,frames,3,H,W]` ([`VideoModel::generate`]), or as interpolators `forward(img0, img1,
+/// t[B]) -> frame[B,3,H,W]` ([`VideoModel::interpolate`]); the reference model of the libtorch
 /// chain test takes the image alone ([`VideoModel::render`]).
 #[derive(Debug)]
 pub struct VideoModel {
@@ -151,6 +152,69 @@ impl VideoModel {
         let video = tch::no_grad(|| self.module.forward_ts(&[images]))
             .map_err(|err| self.forward_error(err))?;
         self.check_video(video, shape, None)
+    }
+
+    /// The frames between `img0` and `img1` (`float32[B, 3, H, W]` each) at the instants `t`
+    /// (`float32[B]`, each in (0, 1)): `float32[B, 3, H, W]` (the interpolator contract).
+    pub fn interpolate(
+        &self,
+        img0: &Tensor,
+        img1: &Tensor,
+        t: &Tensor,
+    ) -> Result<Tensor, InferError> {
+        let shape = VideoModel::check_images(img0)?;
+        if img1.size() != img0.size() || img1.kind() != Kind::Float {
+            return Err(InferError::new(
+                InferErrorKind::InvalidInput,
+                format!(
+                    "both frames must be float32 {:?}, got {:?} {:?}",
+                    img0.size(),
+                    img1.kind(),
+                    img1.size()
+                ),
+            ));
+        }
+        if t.size() != [shape[0]] || t.kind() != Kind::Float {
+            return Err(InferError::new(
+                InferErrorKind::InvalidInput,
+                format!(
+                    "t must be float32 [{}], got {:?} {:?}",
+                    shape[0],
+                    t.kind(),
+                    t.size()
+                ),
+            ));
+        }
+        let inputs = [
+            IValue::Tensor(self.prepare(img0)?),
+            IValue::Tensor(self.prepare(img1)?),
+            IValue::Tensor(self.prepare(t)?),
+        ];
+        let output = tch::no_grad(|| self.module.forward_is(&inputs))
+            .map_err(|err| self.forward_error(err))?;
+        let frame = match output {
+            IValue::Tensor(frame)
+                if frame.size() == shape && matches!(frame.kind(), Kind::Float | Kind::Half) =>
+            {
+                frame
+            }
+            other => {
+                let got = match &other {
+                    IValue::Tensor(t) => format!("{:?} {:?}", t.kind(), t.size()),
+                    _ => "a non-tensor".into(),
+                };
+                return Err(InferError::new(
+                    InferErrorKind::ModelError,
+                    format!(
+                        "{} returned {got} for frames {shape:?}; expected float [B, 3, H, W]",
+                        self.path.display()
+                    ),
+                ));
+            }
+        };
+        frame.f_to_kind(Kind::Float).map_err(|err| {
+            InferError::from_tch("output to float32", err, InferErrorKind::ModelError)
+        })
     }
 
     /// Generates `frames` frames per image with per-job `params` (`float32[B, PARAMS_LEN]`).

@@ -1,6 +1,7 @@
 //! The models a worker serves, loaded once: every file checked against the manifest's sha256,
 //! placed on the device, and warmed up with one forward pass at its real shape — the worker
-//! reports ready only after that.
+//! reports ready only after that. A chain entry loads nothing of its own: its stages are entries
+//! too, loaded and warmed up like any other.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use tracing::info;
 
 use crate::{InferError, InferErrorKind, PARAMS_LEN, VideoModel};
-use clipfleet_models::{Manifest, ModelSpec};
+use clipfleet_models::{Manifest, ModelRole, ModelSpec};
 
 /// Largest model file read (a guard against pointing the manifest at something huge).
 const MAX_MODEL_BYTES: u64 = 8 << 30;
@@ -32,6 +33,8 @@ pub struct LoadedModel {
 #[derive(Debug)]
 pub struct ModelRegistry {
     models: HashMap<(String, String), LoadedModel>,
+    /// Chain entries, whose stages are in `models`.
+    chains: HashMap<(String, String), ModelSpec>,
     device: Device,
 }
 
@@ -42,9 +45,24 @@ fn load_error(message: String) -> InferError {
 impl ModelRegistry {
     /// Loads, verifies and warms up every model of the manifest at `path` onto `device`.
     pub fn load(path: &Path, device: Device) -> Result<Self, InferError> {
-        let manifest = Manifest::load(path)?;
+        ModelRegistry::load_manifest(Manifest::load(path)?, device)
+    }
+
+    /// Loads only what serving the models `keys` (`name@version`) takes: each of them and a
+    /// chain's stages. A worker of one pool holds no other pool's weights.
+    pub fn load_serving(path: &Path, device: Device, keys: &[String]) -> Result<Self, InferError> {
+        ModelRegistry::load_manifest(Manifest::load(path)?.serving(keys)?, device)
+    }
+
+    /// Loads, verifies and warms up every entry of `manifest`.
+    pub fn load_manifest(manifest: Manifest, device: Device) -> Result<Self, InferError> {
         let mut models = HashMap::new();
+        let mut chains = HashMap::new();
         for spec in manifest.models {
+            if spec.is_chain() {
+                chains.insert((spec.name.clone(), spec.version.clone()), spec);
+                continue;
+            }
             let file = manifest.dir.join(&spec.file);
             let bytes = read_verified(&file, &spec.sha256)?;
             let model = VideoModel::load_bytes(&bytes, &file, device, spec.dtype)?;
@@ -61,7 +79,24 @@ impl ModelRegistry {
                 },
             );
         }
-        Ok(ModelRegistry { models, device })
+        Ok(ModelRegistry {
+            models,
+            chains,
+            device,
+        })
+    }
+
+    /// The chain entry `name` at `version`; its stages are [`ModelRegistry::get`]'s.
+    pub fn chain(&self, name: &str, version: &str) -> Option<&ModelSpec> {
+        self.chains.get(&(name.to_owned(), version.to_owned()))
+    }
+
+    /// The manifest entry of every model and chain loaded.
+    pub fn specs(&self) -> impl Iterator<Item = &ModelSpec> {
+        self.models
+            .values()
+            .map(|loaded| &loaded.spec)
+            .chain(self.chains.values())
     }
 
     /// The model `name` at `version`.
@@ -113,8 +148,18 @@ fn read_verified(file: &Path, expected: &str) -> Result<Vec<u8>, InferError> {
 fn warm_up(model: &VideoModel, spec: &ModelSpec) -> Result<(), InferError> {
     let (w, h) = (i64::from(spec.input.width), i64::from(spec.input.height));
     let image = Tensor::zeros([1, 3, h, w], (Kind::Float, model.device()));
-    let params = Tensor::zeros([1, PARAMS_LEN as i64], (Kind::Float, model.device()));
-    model
-        .generate(&image, &params, i64::from(spec.frames))
-        .map(|_| ())
+    match spec.role {
+        ModelRole::Generator => {
+            let params = Tensor::zeros([1, PARAMS_LEN as i64], (Kind::Float, model.device()));
+            model
+                .generate(&image, &params, i64::from(spec.frames))
+                .map(|_| ())
+        }
+        ModelRole::Interpolator => {
+            let t = Tensor::full([1], 0.5, (Kind::Float, model.device()));
+            model
+                .interpolate(&image, &image.ones_like(), &t)
+                .map(|_| ())
+        }
+    }
 }

@@ -34,11 +34,13 @@ fn small_manifest(tag: &str, tamper: bool) -> PathBuf {
                 "input = { width = 32, height = 24 }",
             )
             .replace("frames = 48", "frames = 4")
-            .replace("frames = 16", "frames = 4");
+            .replace("frames = 16", "frames = 4")
+            .replace("frames = 12 }", "frames = 3 }")
+            .replace("frames = 45", "frames = 9");
         text.push_str("[[model]]");
         text.push_str(&block);
     }
-    for file in ["motion.pt", "noop.pt"] {
+    for file in ["motion.pt", "noop.pt", "rife.pt"] {
         let mut bytes = std::fs::read(models_dir().join(file)).expect("model file");
         if tamper && file == "motion.pt" {
             let last = bytes.len() - 1;
@@ -57,7 +59,12 @@ fn the_real_manifest_loads_verifies_and_warms_every_model() {
         ModelRegistry::load(&models_dir().join("manifest.toml"), Device::Cpu).expect("load");
     let mut names: Vec<String> = registry.models().map(|m| m.spec.key()).collect();
     names.sort();
-    assert_eq!(names, ["cost@1", "motion@1", "noop@1"]);
+    assert_eq!(names, ["cost@1", "motion@1", "noop@1", "rife@3.9"]);
+    assert!(
+        registry
+            .chain("motion-rife", "1")
+            .is_some_and(|chain| chain.runs() == ["motion@1", "rife@3.9"])
+    );
     assert!(
         registry
             .get("motion", "1")

@@ -49,7 +49,44 @@ pub struct BatchLimits {
     pub max: usize,
 }
 
-/// One model of the manifest.
+/// What a model entry does, which fixes the contract its TorchScript keeps (`models/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelRole {
+    /// Photo in, video out: `forward(image, params, frames)`. What jobs ask for.
+    #[default]
+    Generator,
+    /// Two frames and an instant in, the frame between out: `forward(img0, img1, t)`. Runs only
+    /// as a stage of a chain, never as a job's model.
+    Interpolator,
+}
+
+/// One stage of a chain: the generator first (with the keyframes it renders), then each
+/// interpolator (with the factor it multiplies the frame rate by).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainStage {
+    /// Manifest name of the stage's model.
+    pub model: String,
+    /// Its version.
+    pub version: String,
+    /// The generator's keyframes (first stage only).
+    #[serde(default)]
+    pub frames: Option<u32>,
+    /// Frames per gap after this interpolator: it fills `factor - 1` frames between each pair
+    /// (interpolator stages only).
+    #[serde(default)]
+    pub factor: Option<u32>,
+}
+
+impl ChainStage {
+    /// `name@version`.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.model, self.version)
+    }
+}
+
+/// One model of the manifest: a TorchScript file, or a chain of other entries.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
@@ -57,27 +94,49 @@ pub struct ModelSpec {
     pub name: String,
     /// Version jobs ask for (`1`).
     pub version: String,
-    /// TorchScript file, relative to the manifest.
+    /// What its TorchScript computes (generator unless said).
+    #[serde(default)]
+    pub role: ModelRole,
+    /// TorchScript file, relative to the manifest (none for a chain).
+    #[serde(default)]
     pub file: PathBuf,
     /// SHA-256 of the file (64 lowercase hex): a model that is not the one reviewed never runs.
+    #[serde(default)]
     pub sha256: String,
+    /// The models a chain runs, in order (empty for a file): a generator's keyframes, then each
+    /// interpolator's in-betweens. The engine batches every stage across jobs.
+    #[serde(default)]
+    pub chain: Vec<ChainStage>,
     /// What it is, for operators.
     #[serde(default)]
     pub description: String,
+    /// Where the weights come from (a package on a registry, or "ours").
+    #[serde(default)]
+    pub source: String,
+    /// The weights' licence (SPDX id).
+    #[serde(default)]
+    pub licence: String,
     /// Input size.
     pub input: InputSize,
-    /// Frames per video.
+    /// Frames per video (a chain's after every stage; unused by an interpolator).
+    #[serde(default)]
     pub frames: u32,
-    /// Frames per second of the video.
+    /// Frames per second of the video (unused by an interpolator).
+    #[serde(default)]
     pub fps: u32,
-    /// Batch limits.
+    /// Batch limits (an interpolator's: frames per pass).
     pub batch: BatchLimits,
     /// Compute type.
+    #[serde(default = "float32")]
     pub dtype: ModelDtype,
     /// Aspect buckets it also renders (`"9:16"`, `"3:4"`, `"1:1"`, `"4:3"`, `"16:9"`), each at
     /// the pixel budget of `input` (see [`ModelSpec::aspect_size`]). Empty: `input` only.
     #[serde(default)]
     pub aspects: Vec<String>,
+}
+
+fn float32() -> ModelDtype {
+    ModelDtype::Float32
 }
 
 /// The aspect buckets a manifest may list, as `width:height`.
@@ -103,6 +162,40 @@ impl ModelSpec {
     /// `name@version`, how logs and heartbeats name a model.
     pub fn key(&self) -> String {
         format!("{}@{}", self.name, self.version)
+    }
+
+    /// Whether it is a chain of other entries rather than a file.
+    pub fn is_chain(&self) -> bool {
+        !self.chain.is_empty()
+    }
+
+    /// Whether jobs may ask for it (a generator or a chain, not an interpolator).
+    pub fn is_servable(&self) -> bool {
+        self.role == ModelRole::Generator
+    }
+
+    /// The models that run for a job of this entry, in order: itself, or its chain's stages
+    /// (`motion@1 → rife@3.9`).
+    pub fn runs(&self) -> Vec<String> {
+        if self.is_chain() {
+            self.chain.iter().map(ChainStage::key).collect()
+        } else {
+            vec![self.key()]
+        }
+    }
+
+    /// For a chain: the generator's keyframes that give `frames` frames after every
+    /// interpolator, `None` when no whole number does (or for a file).
+    pub fn keyframes_for(&self, frames: u32) -> Option<u32> {
+        if !self.is_chain() {
+            return None;
+        }
+        let factor: u32 = self.chain[1..]
+            .iter()
+            .map(|stage| stage.factor.unwrap_or(1))
+            .product();
+        let gaps = frames.checked_sub(1)?;
+        (factor > 0 && gaps > 0 && gaps % factor == 0).then(|| gaps / factor + 1)
     }
 
     /// The size the model renders bucket `aspect` at: the largest sides, multiples of
@@ -182,6 +275,30 @@ impl Manifest {
             .find(|spec| spec.name == name && spec.version == version)
     }
 
+    /// The entries a worker needs to serve the models `keys` (`name@version`): each of them and
+    /// the stages of a chain, in file order. A key the manifest does not list is an error.
+    pub fn serving(&self, keys: &[String]) -> Result<Manifest, ManifestError> {
+        let mut wanted: Vec<String> = Vec::new();
+        for key in keys {
+            let spec = self
+                .models
+                .iter()
+                .find(|spec| &spec.key() == key)
+                .ok_or_else(|| invalid(format!("{key} is not in the model manifest")))?;
+            wanted.push(spec.key());
+            wanted.extend(spec.chain.iter().map(ChainStage::key));
+        }
+        Ok(Manifest {
+            dir: self.dir.clone(),
+            models: self
+                .models
+                .iter()
+                .filter(|spec| wanted.contains(&spec.key()))
+                .cloned()
+                .collect(),
+        })
+    }
+
     /// Parses manifest text whose files are relative to `dir`.
     pub fn parse(text: &str, dir: PathBuf) -> Result<Self, ManifestError> {
         let raw: RawManifest =
@@ -197,30 +314,37 @@ impl Manifest {
         }
         for (index, spec) in raw.models.iter().enumerate() {
             let where_ = format!("model {} ({})", index, spec.key());
-            let hex_ok = spec.sha256.len() == 64
-                && spec
-                    .sha256
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-            if !hex_ok {
-                return Err(invalid(format!(
-                    "{where_}: sha256 must be 64 lowercase hex characters"
-                )));
+            if spec.is_chain() {
+                check_chain(spec, &raw.models)
+                    .map_err(|why| invalid(format!("{where_}: {why}")))?;
+            } else {
+                let hex_ok = spec.sha256.len() == 64
+                    && spec
+                        .sha256
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+                if !hex_ok {
+                    return Err(invalid(format!(
+                        "{where_}: sha256 must be 64 lowercase hex characters"
+                    )));
+                }
+                if spec.file.as_os_str().is_empty()
+                    || spec.file.is_absolute()
+                    || spec
+                        .file
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    return Err(invalid(format!(
+                        "{where_}: file must be a path inside the manifest's folder"
+                    )));
+                }
             }
-            if spec.file.is_absolute()
-                || spec
-                    .file
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(invalid(format!(
-                    "{where_}: file must be a path inside the manifest's folder"
-                )));
-            }
+            let video_ok = spec.role == ModelRole::Interpolator
+                || ((1..=1024).contains(&spec.frames) && (1..=240).contains(&spec.fps));
             let sizes_ok = (1..=8192).contains(&spec.input.width)
                 && (1..=8192).contains(&spec.input.height)
-                && (1..=1024).contains(&spec.frames)
-                && (1..=240).contains(&spec.fps)
+                && video_ok
                 && (1..=1024).contains(&spec.batch.max);
             if !sizes_ok {
                 return Err(invalid(format!(
@@ -247,6 +371,66 @@ impl Manifest {
             models: raw.models,
         })
     }
+}
+
+/// A chain's stages: a file-backed generator with its keyframes, then file-backed
+/// interpolators with their factors, giving exactly the entry's frames.
+fn check_chain(spec: &ModelSpec, models: &[ModelSpec]) -> Result<(), String> {
+    if !spec.file.as_os_str().is_empty() || !spec.sha256.is_empty() {
+        return Err("a chain runs other entries: it has no file or sha256 of its own".into());
+    }
+    if spec.role != ModelRole::Generator {
+        return Err("a chain is a generator".into());
+    }
+    if spec.chain.len() < 2 {
+        return Err("a chain needs a generator and at least one interpolator".into());
+    }
+    let mut frames = 0u32;
+    for (index, stage) in spec.chain.iter().enumerate() {
+        let Some(model) = models
+            .iter()
+            .find(|m| m.name == stage.model && m.version == stage.version)
+        else {
+            return Err(format!("stage {} is not in the manifest", stage.key()));
+        };
+        if model.is_chain() {
+            return Err(format!("stage {} is itself a chain", stage.key()));
+        }
+        let want = if index == 0 {
+            ModelRole::Generator
+        } else {
+            ModelRole::Interpolator
+        };
+        if model.role != want {
+            return Err(format!(
+                "stage {} must be a {want:?} (the generator first, then interpolators)",
+                stage.key()
+            ));
+        }
+        if (model.input.width, model.input.height) != (spec.input.width, spec.input.height) {
+            return Err(format!("stage {} has another input size", stage.key()));
+        }
+        frames = match (index, stage.frames, stage.factor) {
+            (0, Some(keyframes), None) if (2..=1024).contains(&keyframes) => keyframes,
+            (0, _, _) => {
+                return Err("the generator stage names its keyframes (2..=1024) only".into());
+            }
+            (_, None, Some(factor)) if (2..=16).contains(&factor) => (frames - 1) * factor + 1,
+            (_, _, _) => {
+                return Err(format!(
+                    "stage {} names its factor (2..=16) only",
+                    stage.key()
+                ));
+            }
+        };
+    }
+    if frames != spec.frames {
+        return Err(format!(
+            "the stages give {frames} frames, the entry says {}",
+            spec.frames
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -326,6 +510,95 @@ dtype = "float32"
                 Manifest::parse(&text, PathBuf::from("/m")).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    const CHAIN: &str = r#"
+[[model]]
+name = "i"
+version = "1"
+role = "interpolator"
+file = "i.pt"
+sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
+input = { width = 64, height = 32 }
+batch = { max = 8 }
+
+[[model]]
+name = "c"
+version = "1"
+chain = [{ model = "m", version = "1", frames = 3 }, { model = "i", version = "1", factor = 4 }]
+input = { width = 64, height = 32 }
+frames = 9
+fps = 24
+batch = { max = 2 }
+"#;
+
+    #[test]
+    fn a_chain_names_its_stages_and_gives_its_frames() {
+        let text = format!("{ONE}{CHAIN}");
+        let manifest = Manifest::parse(&text, PathBuf::from("/m")).expect("valid");
+        let chain = manifest.find("c", "1").expect("chain");
+        assert!(chain.is_chain() && chain.is_servable());
+        assert_eq!(chain.runs(), ["m@1", "i@1"]);
+        assert_eq!(chain.keyframes_for(9), Some(3));
+        assert_eq!(chain.keyframes_for(17), Some(5));
+        assert_eq!(chain.keyframes_for(10), None);
+        assert_eq!(chain.keyframes_for(1), None);
+        assert!(!manifest.find("i", "1").expect("interpolator").is_servable());
+        let serving = manifest.serving(&["c@1".into()]).expect("serving");
+        let keys: Vec<String> = serving.models.iter().map(ModelSpec::key).collect();
+        assert_eq!(keys, ["m@1", "i@1", "c@1"]);
+        let only_m = manifest.serving(&["m@1".into()]).expect("serving");
+        assert_eq!(only_m.models.len(), 1);
+        manifest.serving(&["x@1".into()]).expect_err("unknown");
+
+        let bad = [
+            (CHAIN.replace("frames = 9", "frames = 10"), "give 9 frames"),
+            (CHAIN.replace("factor = 4", "frames = 4"), "factor"),
+            (
+                CHAIN.replace("version = \"1\", frames = 3", "version = \"1\""),
+                "keyframes",
+            ),
+            (
+                CHAIN.replace("chain = [", "file = \"c.pt\"\nchain = ["),
+                "no file or sha256",
+            ),
+            (
+                CHAIN.replace("{ model = \"m\"", "{ model = \"i\""),
+                "must be a Generator",
+            ),
+            (
+                CHAIN.replace(
+                    "{ model = \"i\", version = \"1\", factor",
+                    "{ model = \"m\", version = \"1\", factor",
+                ),
+                "must be a Interpolator",
+            ),
+            (
+                CHAIN.replace(
+                    "model = \"i\", version = \"1\", factor",
+                    "model = \"z\", version = \"1\", factor",
+                ),
+                "not in the manifest",
+            ),
+            (
+                CHAIN
+                    .replace(
+                        "frames = 9\nfps = 24\nbatch = { max = 2 }",
+                        "frames = 9\nfps = 24\nbatch = { max = 2 }\n",
+                    )
+                    .replace(
+                        "input = { width = 64, height = 32 }\nframes = 9",
+                        "input = { width = 32, height = 32 }\nframes = 9",
+                    ),
+                "another input size",
+            ),
+        ];
+        for (chain, why) in bad {
+            let err = Manifest::parse(&format!("{ONE}{chain}"), PathBuf::from("/m"))
+                .expect_err(why)
+                .to_string();
+            assert!(err.contains(why), "{why}: {err}");
         }
     }
 

@@ -120,9 +120,10 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
     let store = open_sealed(config.store.expose(), &config.keyring)
         .await
         .context("store")?;
-    let (engine, models) = load_engine(&PathBuf::from(
-        flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()),
-    ))?;
+    let (engine, models) = load_engine(
+        &PathBuf::from(flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into())),
+        &[format!("{}@{}", pool.model, pool.model_version)],
+    )?;
     let deps = WorkerDeps {
         broker,
         store,
@@ -189,9 +190,10 @@ async fn embedded(args: &[String]) -> anyhow::Result<()> {
         Arc::new(InMemoryObjectStore::new()),
         Arc::new(LocalKeyring::ephemeral()?),
     ));
-    let (engine, models) = load_engine(&PathBuf::from(
-        flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into()),
-    ))?;
+    let (engine, models) = load_engine(
+        &PathBuf::from(flag(args, "--manifest").unwrap_or_else(|| DEFAULT_MANIFEST.into())),
+        &["motion@1".to_owned()],
+    )?;
     let spec = models
         .iter()
         .find(|m| m.name == "motion")

@@ -14,12 +14,13 @@ use clipfleet_media::{
 pub const DEFAULT_MANIFEST: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/manifest.toml");
 
-/// Loads every model of `manifest` (sha256 checked) onto the best device, warms them up and
-/// starts the engine; returns it with the models' manifest entries.
-pub fn load_engine(manifest: &Path) -> anyhow::Result<(Engine, Vec<ModelSpec>)> {
-    let registry = ModelRegistry::load(manifest, Device::cuda_if_available())
+/// Loads what serving the models `served` (`name@version`) takes from `manifest` (each, and a
+/// chain's stages; sha256 checked) onto the best device, warms them up and starts the engine;
+/// returns it with the loaded entries.
+pub fn load_engine(manifest: &Path, served: &[String]) -> anyhow::Result<(Engine, Vec<ModelSpec>)> {
+    let registry = ModelRegistry::load_serving(manifest, Device::cuda_if_available(), served)
         .with_context(|| format!("load the models of {}", manifest.display()))?;
-    let models = registry.models().map(|m| m.spec.clone()).collect();
+    let models = registry.specs().cloned().collect();
     Ok((Engine::start(registry, EngineConfig::default())?, models))
 }
 

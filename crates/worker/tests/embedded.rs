@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 const W: u32 = 128;
 const H: u32 = 96;
 const FRAMES: u16 = 12;
+/// `motion-rife` at 3 keyframes: (3 - 1) x 4 + 1.
+const CHAIN_FRAMES: u16 = 9;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -47,12 +49,27 @@ fn manifest(tag: &str) -> PathBuf {
         .replace("frames = 48", &format!("frames = {FRAMES}"));
     // A second model of another shape, so jobs of different shapes share the workers.
     let noop = clipfleet_testkit::small_noop_entry();
+    // And the learned chain at the same size: 3 keyframes of motion, RIFE between them.
+    let chain: String = real
+        .split("[[model]]")
+        .filter(|b| b.contains("name = \"rife\"") || b.contains("name = \"motion-rife\""))
+        .map(|b| {
+            let b = b
+                .replace(
+                    "input = { width = 512, height = 512 }",
+                    &format!("input = {{ width = {W}, height = {H} }}"),
+                )
+                .replace("frames = 12 }", "frames = 3 }")
+                .replace("frames = 45", &format!("frames = {CHAIN_FRAMES}"));
+            format!("[[model]]{b}")
+        })
+        .collect();
     std::fs::write(
         dir.join("manifest.toml"),
-        format!("version = 1\n[[model]]{block}[[model]]{noop}"),
+        format!("version = 1\n[[model]]{block}[[model]]{noop}{chain}"),
     )
     .expect("write");
-    for file in ["motion.pt", "noop.pt"] {
+    for file in ["motion.pt", "noop.pt", "rife.pt"] {
         std::fs::copy(repo().join("models").join(file), dir.join(file)).expect("copy");
     }
     dir.join("manifest.toml")
@@ -70,6 +87,11 @@ struct Fleet {
 
 impl Fleet {
     async fn new(tag: &str) -> Fleet {
+        Fleet::serving(tag, "motion").await
+    }
+
+    /// A fleet whose jobs name `model`.
+    async fn serving(tag: &str, model: &str) -> Fleet {
         tch::set_num_threads(1);
         let broker = Arc::new(InMemoryBroker::new());
         let pool = PoolName::new("default").expect("pool");
@@ -83,11 +105,11 @@ impl Fleet {
             keyring,
         ));
         let registry = ModelRegistry::load(&manifest(tag), Device::Cpu).expect("models");
-        let models: Vec<ModelSpec> = registry.models().map(|m| m.spec.clone()).collect();
+        let models: Vec<ModelSpec> = registry.specs().cloned().collect();
         let model = models
             .iter()
-            .find(|m| m.name == "motion")
-            .expect("motion")
+            .find(|m| m.name == model)
+            .expect("the model jobs name")
             .clone();
         let engine = Engine::start(registry, EngineConfig::default()).expect("engine");
         let deps = WorkerDeps {
@@ -303,6 +325,29 @@ async fn a_photo_becomes_a_playable_mp4_and_the_photo_is_gone() {
         (0, Some(0)),
         "the job was acked"
     );
+    stop.send(()).expect("stop");
+    let report = worker.await.expect("worker");
+    assert_eq!(report.succeeded, 1, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_job_gets_the_interpolated_video_and_the_worker_knows_no_chain() {
+    let fleet = Fleet::serving("chain", "motion-rife").await;
+    let job = fleet.submit(&photo(), 600_000, Motion::PanRight).await;
+    assert_eq!(job.params.frames, CHAIN_FRAMES);
+    let (stop, worker) = fleet.start(fleet.config());
+    fleet.wait_for_terminal(1).await;
+    assert!(
+        fleet
+            .gone(&ObjectKey::input(&job.account_id, job.job_id))
+            .await,
+        "the photo is still stored"
+    );
+    let output = ObjectKey::output(&job.account_id, job.job_id);
+    let mp4 = read_to_end(fleet.store.get(&output).await.expect("video"), 64 << 20)
+        .await
+        .expect("read video");
+    assert_eq!(probe(&mp4), format!("h264,{W},{H},yuv420p,{CHAIN_FRAMES}"));
     stop.send(()).expect("stop");
     let report = worker.await.expect("worker");
     assert_eq!(report.succeeded, 1, "{report:?}");

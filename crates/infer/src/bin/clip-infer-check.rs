@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use clipfleet_infer::{Device, InferErrorKind, ModelRegistry, PARAMS_LEN};
+use clipfleet_infer::{Device, InferErrorKind, ModelRegistry, ModelRole, PARAMS_LEN};
 use tch::{Kind, Tensor};
 
 const DEFAULT_MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/manifest.toml");
@@ -110,13 +110,26 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:>6} {:>12} {:>12} {:>16}",
-        "batch", "jobs/s", "ms/pass", "GPU MiB used/total"
+        "batch",
+        match spec.role {
+            ModelRole::Generator => "jobs/s",
+            ModelRole::Interpolator => "frames/s",
+        },
+        "ms/pass",
+        "GPU MiB used/total"
     );
     for &batch in &args.batches {
         let images = Tensor::rand([batch as i64, 3, side_h, side_w], (Kind::Float, device));
         let params = Tensor::zeros([batch as i64, PARAMS_LEN as i64], (Kind::Float, device));
+        // An interpolator's pass: one in-between frame per row, from two frames.
+        let next = images.roll([4, 4], [2, 3]);
+        let instants = Tensor::full([batch as i64], 0.5, (Kind::Float, device));
+        let pass = || match spec.role {
+            ModelRole::Generator => loaded.model.generate(&images, &params, frames),
+            ModelRole::Interpolator => loaded.model.interpolate(&images, &next, &instants),
+        };
         // One untimed pass at this shape (allocator growth, kernel choice).
-        match loaded.model.generate(&images, &params, frames) {
+        match pass() {
             Err(err) if err.kind == InferErrorKind::OutOfMemory => {
                 println!(
                     "{batch:>6} {:>12} {:>12} {:>16}",
@@ -131,7 +144,7 @@ fn main() -> anyhow::Result<()> {
         let passes = args.jobs.div_ceil(batch).max(1);
         let started = Instant::now();
         for _ in 0..passes {
-            drop(loaded.model.generate(&images, &params, frames)?);
+            drop(pass()?);
         }
         if let Device::Cuda(index) = device {
             tch::Cuda::synchronize(index as i64);
