@@ -78,6 +78,9 @@ pub struct JobStatus {
     /// `{url, size, expires_at_ms}` while the video is there.
     #[serde(default)]
     pub video: Option<Value>,
+    /// The models its video goes through, in order (`name@version`; a chain's stages).
+    #[serde(default)]
+    pub runs: Vec<String>,
 }
 
 impl JobStatus {

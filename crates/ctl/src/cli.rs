@@ -246,6 +246,10 @@ pub struct GenerateArgs {
     /// The video's shape: auto (the bucket nearest the photo's), 9:16, 3:4, 1:1, 4:3, 16:9.
     #[arg(long, default_value = "auto")]
     pub aspect: String,
+    /// The model (`name` or `name@version`, e.g. `motion-rife`: keyframes and RIFE in-betweens);
+    /// default: the first pool's. In-process, a pool for it is added when none serves it.
+    #[arg(long)]
+    pub model: Option<String>,
     /// Send it to a running fleet's ingest instead of an in-process one.
     #[arg(long)]
     pub ingest: Option<String>,

@@ -6,9 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use std::path::PathBuf;
+
 use clipfleet_client::{Client, ClientError};
+use clipfleet_config::{Config, PoolConfig};
 use clipfleet_fleet::{DEV_TOKEN, Fleet, FleetOptions};
-use clipfleet_proto::{AccountId, JobId};
+use clipfleet_models::{Manifest, ModelSpec};
+use clipfleet_proto::{AccountId, JobId, PoolName};
 use clipfleet_store::{ObjectKey, StoreErrorKind};
 use serde_json::json;
 
@@ -43,6 +47,9 @@ pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
             let mut options = FleetOptions::embedded()?;
             options.config = (*ctx.config).clone();
             options.janitor_every = None;
+            if let Some(model) = &args.model {
+                serve_model(&mut options.config, model)?;
+            }
             let fleet = Fleet::start(options).await?;
             spinner.finish_and_clear();
             Some(fleet)
@@ -53,6 +60,53 @@ pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
         fleet.shutdown().await.context("stop the embedded fleet")?;
     }
     result
+}
+
+/// `name` or `name@version` as the API's params.
+fn model_params(model: &str) -> (&str, Option<&str>) {
+    match model.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (model, None),
+    }
+}
+
+/// Adds a pool for `model` to an in-process fleet's config when none serves it (a copy of the
+/// first pool's limits, named after the model).
+fn serve_model(config: &mut Config, model: &str) -> CtlResult<()> {
+    let (name, version) = model_params(model);
+    let serves = |pool: &PoolConfig| {
+        pool.model == name && version.is_none_or(|version| pool.model_version == version)
+    };
+    if config.pools.iter().any(serves) {
+        return Ok(());
+    }
+    let manifest = Manifest::embedded(PathBuf::from("models")).map_err(anyhow::Error::from)?;
+    let spec = manifest
+        .models
+        .iter()
+        .find(|spec| spec.name == name && version.is_none_or(|v| spec.version == v))
+        .filter(|spec| spec.is_servable())
+        .ok_or_else(|| {
+            let servable: Vec<String> = manifest
+                .models
+                .iter()
+                .filter(|spec| spec.is_servable())
+                .map(ModelSpec::key)
+                .collect();
+            Failure::msg(
+                Exit::Usage,
+                format!("no model {model} to generate with; the manifest has {servable:?}"),
+            )
+        })?;
+    let Some(mut pool) = config.pools.first().cloned() else {
+        return Err(Failure::msg(Exit::Usage, "the config has no pool to copy"));
+    };
+    pool.name =
+        PoolName::new(spec.name.replace('.', "-")).map_err(|err| Failure::new(Exit::Usage, err))?;
+    pool.model = spec.name.clone();
+    pool.model_version = spec.version.clone();
+    config.pools.push(pool);
+    Ok(())
 }
 
 async fn run_job(
@@ -75,13 +129,16 @@ async fn run_job(
         .ensure_account(&args.account, "1990-01-01")
         .await
         .map_err(client_failure)?;
+    let mut params = json!({ "motion": args.motion, "aspect": args.aspect });
+    if let Some(model) = &args.model {
+        let (name, version) = model_params(model);
+        params["model"] = json!(name);
+        if let Some(version) = version {
+            params["model_version"] = json!(version);
+        }
+    }
     let accepted = client
-        .submit(
-            &args.account,
-            photo,
-            json!({ "motion": args.motion, "aspect": args.aspect }),
-            None,
-        )
+        .submit(&args.account, photo, params, None)
         .await
         .map_err(client_failure)?;
     let bar = progress::bar(ctx, 100, "%");
@@ -148,10 +205,11 @@ async fn run_job(
         _ => None,
     };
     let text = format!(
-        "{}: {} bytes (job {})\nsubmitted → succeeded {} ms; total {} ms\nphoto deleted from the store after generation: {}\n",
+        "{}: {} bytes (job {})\nmodels: {}\nsubmitted → succeeded {} ms; total {} ms\nphoto deleted from the store after generation: {}\n",
         args.out.display(),
         video.len(),
         accepted.job_id,
+        status.runs.join(" → "),
         status
             .finished_at_ms
             .unwrap_or(status.submitted_at_ms)
@@ -174,6 +232,7 @@ async fn run_job(
             "job_id": accepted.job_id,
             "out": args.out.display().to_string(),
             "bytes": video.len(),
+            "runs": status.runs,
             "photo_deleted": photo_gone,
             "photo_deleted_after_ms": after_ms,
             "took_ms": started.elapsed().as_millis() as u64,

@@ -154,13 +154,23 @@ fn records_and_janitor() {
 fn generate_and_up() {
     assert_eq!(
         command(&[
-            "generate", "in.jpg", "-o", "out.mp4", "--motion", "parallax"
+            "generate",
+            "in.jpg",
+            "-o",
+            "out.mp4",
+            "--motion",
+            "parallax",
+            "--model",
+            "motion-rife",
+            "--aspect",
+            "9:16"
         ]),
         Command::Generate(GenerateArgs {
             photo: "in.jpg".into(),
             out: "out.mp4".into(),
             motion: "parallax".into(),
-            aspect: "auto".into(),
+            aspect: "9:16".into(),
+            model: Some("motion-rife".into()),
             ingest: None,
             token: None,
             account: "clipctl-generate".into(),

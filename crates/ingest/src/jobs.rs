@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use clipfleet_ledger::{DeletionReason, Job, JobStatus, NewDeletion, SubjectKind};
+use clipfleet_models::{Manifest, ModelSpec};
 use clipfleet_proto::{ErrorCode, JobId, Timestamp};
 use clipfleet_store::{ObjectKey, StoreErrorKind, read_to_end};
 use serde_json::{Value, json};
@@ -26,8 +27,14 @@ fn ms(at: Option<Timestamp>) -> Value {
     at.map_or(Value::Null, |at| json!(at.unix_ms()))
 }
 
-/// The job as the API shows it.
-pub(crate) fn view(job: &Job) -> Value {
+/// The job as the API shows it; `runs` lists the models its video goes through (a chain's
+/// stages), from the manifest.
+pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
+    let runs = job
+        .model
+        .split_once('@')
+        .and_then(|(name, version)| manifest.find(name, version))
+        .map_or_else(|| vec![job.model.clone()], ModelSpec::runs);
     let video =
         (job.status == JobStatus::Succeeded && job.output_deleted_at.is_none()).then(|| {
             json!({
@@ -44,6 +51,7 @@ pub(crate) fn view(job: &Job) -> Value {
         "account_id": job.account_id.as_str(),
         "pool": job.pool.as_str(),
         "model": job.model,
+        "runs": runs,
         "status": job.status.as_str(),
         "progress_pct": job.progress_pct,
         "attempts": job.attempts,
@@ -73,7 +81,7 @@ pub(crate) async fn show(
     caller
         .record(&state, Some(&job.account_id), "job.get")
         .await;
-    Ok(Json(view(&job)))
+    Ok(Json(view(&job, &state.deps.manifest)))
 }
 
 pub(crate) async fn video(
@@ -200,7 +208,7 @@ pub(crate) async fn delete(
         // Ended without a video, or the video is already gone: nothing left to delete.
         _ => job,
     };
-    Ok(Json(view(&job)))
+    Ok(Json(view(&job, &state.deps.manifest)))
 }
 
 fn running(job: &Job) -> ApiError {

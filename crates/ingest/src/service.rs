@@ -111,17 +111,19 @@ impl Ingest {
             bail!("no service tokens configured ([ingest] tokens): nobody could call ingest");
         }
         for pool in &config.pools {
-            if deps
-                .manifest
-                .find(&pool.model, &pool.model_version)
-                .is_none()
-            {
-                bail!(
+            match deps.manifest.find(&pool.model, &pool.model_version) {
+                None => bail!(
                     "pool {} serves {}@{}, which the model manifest does not list",
                     pool.name,
                     pool.model,
                     pool.model_version
-                );
+                ),
+                Some(spec) if !spec.is_servable() => bail!(
+                    "pool {} serves {}, an interpolator: it runs only as a stage of a chain",
+                    pool.name,
+                    spec.key()
+                ),
+                Some(_) => {}
             }
             deps.broker
                 .ensure_pool(

@@ -19,6 +19,50 @@ use sha2::{Digest, Sha256};
 use crate::fleet::{Fleet, error_code, jpeg};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_is_asked_for_like_any_model_and_shows_its_stages() -> anyhow::Result<()> {
+    let fleet = Fleet::embedded(&[
+        ("CLIPFLEET_POOLS__0__MODEL", "motion-rife"),
+        ("CLIPFLEET_POOLS__0__MODEL_VERSION", "1"),
+    ])
+    .await?;
+    fleet.create_account("acct-1", json!({})).await?;
+    let response = fleet
+        .submit(
+            "acct-1",
+            jpeg(640, 480),
+            json!({"model": "motion-rife"}),
+            None,
+        )
+        .await?;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str()?.to_owned();
+    let jobs = fleet.take_jobs(1).await?;
+    // The chain's output shape: 12 keyframes, RIFE x4 between them, 24 fps.
+    assert_eq!((jobs[0].params.frames, jobs[0].params.fps), (45, 24));
+    let shown: Value = fleet
+        .request(reqwest::Method::GET, &location)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(shown["model"], "motion-rife@1");
+    assert_eq!(shown["runs"], json!(["motion@1", "rife@3.9"]));
+    fleet.stop().await?;
+
+    // An interpolator is a chain's stage, never a pool's model.
+    let Err(err) = Fleet::embedded(&[
+        ("CLIPFLEET_POOLS__0__MODEL", "rife"),
+        ("CLIPFLEET_POOLS__0__MODEL_VERSION", "3.9"),
+    ])
+    .await
+    else {
+        panic!("a pool of rife must be refused");
+    };
+    assert!(format!("{err:#}").contains("an interpolator"), "{err:#}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_photo_is_sealed_recorded_and_queued() -> anyhow::Result<()> {
     let fleet = Fleet::embedded(&[]).await?;
     fleet.create_account("acct-1", json!({})).await?;
@@ -76,6 +120,7 @@ async fn an_accepted_photo_is_sealed_recorded_and_queued() -> anyhow::Result<()>
         .await?;
     assert_eq!(shown["status"], "queued");
     assert_eq!(shown["model"], "motion@1");
+    assert_eq!(shown["runs"], json!(["motion@1"]));
     let usage = fleet
         .ledger
         .list_usage(&clipfleet_proto::AccountId::new("acct-1".to_owned())?, 100)
