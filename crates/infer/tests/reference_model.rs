@@ -1,26 +1,16 @@
 //! The libtorch chain end to end: the TorchScript module exported by
 //! `models/export_reference_zoom.py` runs under tch and matches PyTorch's own output.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clipfleet_infer::{Device, InferErrorKind, VideoModel};
 use tch::{Kind, Tensor};
 
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
-}
+use crate::support::{expected_tensors, models_dir, take};
 
 fn expected() -> (Tensor, Tensor) {
-    let path = models_dir().join("reference_zoom.expected.safetensors");
-    let mut tensors = Tensor::read_safetensors(&path).expect("read expected output");
-    let mut take = |name: &str| {
-        let at = tensors
-            .iter()
-            .position(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no {name}"));
-        tensors.remove(at).1
-    };
-    (take("input"), take("expected"))
+    let mut tensors = expected_tensors("reference_zoom.expected.safetensors");
+    (take(&mut tensors, "input"), take(&mut tensors, "expected"))
 }
 
 #[test]
