@@ -235,6 +235,20 @@ impl Fleet {
         panic!("jobs did not finish: {all:?}");
     }
 
+    /// A finished job's stored video, once its photo is checked gone.
+    async fn video_instead_of_photo(&self, job: &GenerateJob) -> Vec<u8> {
+        assert!(
+            self.gone(&ObjectKey::input(&job.account_id, job.job_id))
+                .await,
+            "the photo is still stored"
+        );
+        let output = ObjectKey::output(&job.account_id, job.job_id);
+        read_to_end(self.store.get(&output).await.expect("video"), 64 << 20)
+            .await
+            .expect("read video")
+            .to_vec()
+    }
+
     async fn gone(&self, key: &ObjectKey) -> bool {
         matches!(self.store.head(key).await, Err(err) if err.kind() == StoreErrorKind::NotFound)
     }
@@ -301,16 +315,7 @@ async fn a_photo_becomes_a_playable_mp4_and_the_photo_is_gone() {
         deleted_at.saturating_since(succeeded_at) < Duration::from_secs(1),
         "photo outlived the video by more than 1 s"
     );
-    assert!(
-        fleet
-            .gone(&ObjectKey::input(&job.account_id, job.job_id))
-            .await,
-        "the photo is still stored"
-    );
-    let output = ObjectKey::output(&job.account_id, job.job_id);
-    let mp4 = read_to_end(fleet.store.get(&output).await.expect("video"), 64 << 20)
-        .await
-        .expect("read video");
+    let mp4 = fleet.video_instead_of_photo(&job).await;
     let moov = mp4.windows(4).position(|w| w == b"moov").expect("moov");
     let mdat = mp4.windows(4).position(|w| w == b"mdat").expect("mdat");
     assert!(moov < mdat, "moov must come first (faststart)");
@@ -337,16 +342,7 @@ async fn a_chain_job_gets_the_interpolated_video_and_the_worker_knows_no_chain()
     assert_eq!(job.params.frames, CHAIN_FRAMES);
     let (stop, worker) = fleet.start(fleet.config());
     fleet.wait_for_terminal(1).await;
-    assert!(
-        fleet
-            .gone(&ObjectKey::input(&job.account_id, job.job_id))
-            .await,
-        "the photo is still stored"
-    );
-    let output = ObjectKey::output(&job.account_id, job.job_id);
-    let mp4 = read_to_end(fleet.store.get(&output).await.expect("video"), 64 << 20)
-        .await
-        .expect("read video");
+    let mp4 = fleet.video_instead_of_photo(&job).await;
     assert_eq!(probe(&mp4), format!("h264,{W},{H},yuv420p,{CHAIN_FRAMES}"));
     stop.send(()).expect("stop");
     let report = worker.await.expect("worker");

@@ -121,6 +121,16 @@ impl Fleet {
             .header("x-device-id", "device-test-1")
     }
 
+    /// `GET path`'s JSON body.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
     pub async fn create_account(&self, id: &str, extra: Value) -> anyhow::Result<Value> {
         let mut body = json!({ "account_id": id, "birth_date": "1990-04-01" });
         if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {

@@ -39,12 +39,7 @@ async fn a_chain_is_asked_for_like_any_model_and_shows_its_stages() -> anyhow::R
     let jobs = fleet.take_jobs(1).await?;
     // The chain's output shape: 12 keyframes, RIFE x4 between them, 24 fps.
     assert_eq!((jobs[0].params.frames, jobs[0].params.fps), (45, 24));
-    let shown: Value = fleet
-        .request(reqwest::Method::GET, &location)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let shown = fleet.get_json(&location).await?;
     assert_eq!(shown["model"], "motion-rife@1");
     assert_eq!(shown["runs"], json!(["motion@1", "rife@3.9"]));
     fleet.stop().await?;
@@ -112,12 +107,7 @@ async fn an_accepted_photo_is_sealed_recorded_and_queued() -> anyhow::Result<()>
     // The ledger has the row; the status endpoint shows it; usage was recorded.
     let row = fleet.ledger.get_job(job_id).await?;
     assert_eq!(row.status, JobStatus::Queued);
-    let shown: Value = fleet
-        .request(reqwest::Method::GET, &location)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let shown = fleet.get_json(&location).await?;
     assert_eq!(shown["status"], "queued");
     assert_eq!(shown["model"], "motion@1");
     assert_eq!(shown["runs"], json!(["motion@1"]));
