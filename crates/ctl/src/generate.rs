@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use std::path::PathBuf;
-
 use clipfleet_client::{Client, ClientError};
 use clipfleet_config::{Config, PoolConfig};
 use clipfleet_fleet::{DEV_TOKEN, Fleet, FleetOptions};
@@ -48,7 +46,8 @@ pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
             options.config = (*ctx.config).clone();
             options.janitor_every = None;
             if let Some(model) = &args.model {
-                serve_model(&mut options.config, model)?;
+                let manifest = Manifest::load(&options.manifest).map_err(anyhow::Error::from)?;
+                serve_model(&mut options.config, &manifest, model)?;
             }
             let fleet = Fleet::start(options).await?;
             spinner.finish_and_clear();
@@ -70,9 +69,9 @@ fn model_params(model: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Adds a pool for `model` to an in-process fleet's config when none serves it (a copy of the
-/// first pool's limits, named after the model).
-fn serve_model(config: &mut Config, model: &str) -> CtlResult<()> {
+/// Adds a pool for `model` (of the fleet's `manifest`) to an in-process fleet's config when
+/// none serves it (a copy of the first pool's limits, named after the model).
+fn serve_model(config: &mut Config, manifest: &Manifest, model: &str) -> CtlResult<()> {
     let (name, version) = model_params(model);
     let serves = |pool: &PoolConfig| {
         pool.model == name && version.is_none_or(|version| pool.model_version == version)
@@ -80,7 +79,6 @@ fn serve_model(config: &mut Config, model: &str) -> CtlResult<()> {
     if config.pools.iter().any(serves) {
         return Ok(());
     }
-    let manifest = Manifest::embedded(PathBuf::from("models")).map_err(anyhow::Error::from)?;
     let spec = manifest
         .models
         .iter()

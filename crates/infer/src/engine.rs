@@ -466,13 +466,13 @@ fn interpolate_video(
     let flat = video
         .f_reshape([b * k, c, h, w])
         .map_err(tch_error("flatten the keyframes"))?;
-    // One row per in-between frame: the two frames around it and its instant.
-    let (mut first, mut second, mut instants) = (Vec::new(), Vec::new(), Vec::new());
+    // One row per in-between frame: the frame before it (the one after is the next row of
+    // `flat`) and its instant.
+    let (mut first, mut instants) = (Vec::new(), Vec::new());
     for job in 0..b {
         for gap in 0..k - 1 {
             for step in 1..factor {
                 first.push(job * k + gap);
-                second.push(job * k + gap + 1);
                 instants.push(step as f32 / factor as f32);
             }
         }
@@ -480,8 +480,8 @@ fn interpolate_video(
     let mut between = Vec::new();
     for start in (0..first.len()).step_by(per_pass.max(1)) {
         let end = (start + per_pass.max(1)).min(first.len());
-        let pick = |rows: &[i64]| {
-            Tensor::from_slice(rows)
+        let pick = |offset: i64| {
+            (Tensor::from_slice(&first[start..end]) + offset)
                 .f_to_device(device)
                 .and_then(|index| flat.f_index_select(0, &index))
                 .map_err(tch_error("gather the frame pairs"))
@@ -489,11 +489,7 @@ fn interpolate_video(
         let t = Tensor::from_slice(&instants[start..end])
             .f_to_device(device)
             .map_err(tch_error("instants to device"))?;
-        between.push(model.interpolate(
-            &pick(&first[start..end])?,
-            &pick(&second[start..end])?,
-            &t,
-        )?);
+        between.push(model.interpolate(&pick(0)?, &pick(1)?, &t)?);
     }
     between.insert(0, flat);
     let all = Tensor::f_cat(&between, 0).map_err(tch_error("join the frames"))?;
