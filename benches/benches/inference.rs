@@ -9,9 +9,13 @@
 //! batch 4) with BENCH_CHAIN_THREADS intra-op threads: seconds per job and each stage's share
 //! of the engine's time.
 //!
+//! Then face framing (`framing`): the MTCNN detector on the sample photos as the worker runs it
+//! (decoded, scaled into the detector's 640×640 box, through the engine), beside one `motion`
+//! job at 512×512, with BENCH_CHAIN_THREADS intra-op threads: what framing adds to a job.
+//!
 //! Environment: BENCH_JOBS (default 32), BENCH_SIZE (pixels per side, default 128),
 //! BENCH_ROUNDS (default 3), BENCH_CHAIN_JOBS (default 4; 0 skips the chain),
-//! BENCH_CHAIN_THREADS (default 2).
+//! BENCH_CHAIN_THREADS (default 2), BENCH_FRAMING_ROUNDS (default 5; 0 skips framing).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -20,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use clipfleet_benches::{bare_forward_rate, env_usize, median};
 use clipfleet_infer::{
-    Device, Engine, EngineConfig, GenerateRequest, ModelRegistry, RgbFrame, VideoModel,
+    DetectRequest, Device, Engine, EngineConfig, GenerateRequest, ModelRegistry, RgbFrame,
+    VideoModel,
 };
 
 fn manifest() -> std::path::PathBuf {
@@ -35,7 +40,7 @@ fn request(model: &str, size: u32, frames: u32, seed: usize) -> GenerateRequest 
         model: model.into(),
         version: "1".into(),
         image: RgbFrame::new(size, size, data).expect("frame"),
-        params: [0.0, 0.5, 0.0, 0.0],
+        params: [0.0, 0.5, 0.0, 0.0, 0.0, 0.0],
         frames,
     }
 }
@@ -114,6 +119,78 @@ fn main() {
     let chain_jobs = env_usize("BENCH_CHAIN_JOBS", 4);
     if chain_jobs > 0 {
         chain(&runtime, chain_jobs);
+    }
+    let framing_rounds = env_usize("BENCH_FRAMING_ROUNDS", 5);
+    if framing_rounds > 0 {
+        framing(&runtime, framing_rounds);
+    }
+}
+
+/// The detector on the sample photos through the engine, as the worker frames a job, beside a
+/// `motion` job at the manifest's shape: median milliseconds of `rounds`.
+fn framing(runtime: &tokio::runtime::Runtime, rounds: usize) {
+    tch::set_num_threads(env_usize("BENCH_CHAIN_THREADS", 2) as i32);
+    let registry = ModelRegistry::load_serving(&manifest(), Device::Cpu, &["motion@1".into()])
+        .expect("registry");
+    let motion = registry.get("motion", "1").expect("motion").spec.clone();
+    let framing = motion.framing.clone().expect("motion is framed");
+    let detector = registry
+        .get(&framing.model, &framing.version)
+        .expect("detector")
+        .spec
+        .clone();
+    let engine = Engine::start(registry, EngineConfig::default()).expect("engine");
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut motion_ms = Vec::new();
+    for round in 0..rounds {
+        let request = request("motion", motion.input.width, motion.frames, round);
+        let started = Instant::now();
+        runtime
+            .block_on(engine.generate(request))
+            .expect("motion job");
+        motion_ms.push(ms(started.elapsed()));
+    }
+    let motion_ms = median(motion_ms);
+    println!(
+        "framing: {} before {} ({}x{}, {} frames: {motion_ms:.0} ms per job alone), {} intra-op thread(s), median of {rounds}",
+        framing.key(),
+        motion.key(),
+        motion.input.width,
+        motion.input.height,
+        motion.frames,
+        tch::get_num_threads()
+    );
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/samples");
+    for name in ["portrait.jpg", "hillside.jpg"] {
+        let photo = std::fs::read(samples.join(name)).expect("sample photo");
+        let image =
+            clipfleet_media::decode(&photo, &clipfleet_media::Limits::default()).expect("decode");
+        let (small, _) =
+            clipfleet_media::fit_within(&image, detector.input.width, detector.input.height)
+                .expect("fit");
+        let (mut took, mut faces) = (Vec::new(), 0);
+        for _ in 0..rounds {
+            let request = DetectRequest {
+                model: detector.name.clone(),
+                version: detector.version.clone(),
+                image: RgbFrame::new(small.width, small.height, small.data.clone()).expect("frame"),
+            };
+            let started = Instant::now();
+            faces = runtime
+                .block_on(engine.detect(request))
+                .expect("detect")
+                .len();
+            took.push(ms(started.elapsed()));
+        }
+        let took = median(took);
+        println!(
+            "  {name:<13} {}x{} -> {}x{}: {took:>6.0} ms, {faces} face(s); {:.1} % of a framed job's engine time",
+            image.width,
+            image.height,
+            small.width,
+            small.height,
+            100.0 * took / (took + motion_ms)
+        );
     }
 }
 

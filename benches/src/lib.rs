@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use clipfleet_infer::{Device, RgbFrame, VideoModel, frames_to_batch};
+use clipfleet_infer::{Device, PARAMS_LEN, RgbFrame, VideoModel, frames_to_batch};
 use tch::{Kind, Tensor};
 
 /// `key` from the environment as a count, or `default` when unset or not a number.
@@ -52,7 +52,10 @@ pub fn bare_forward_rate(
                 let data = (0..pixels).map(|i| (i % 251) as u8).collect();
                 let image = RgbFrame::new(side, side, data).expect("frame");
                 let images = frames_to_batch(&vec![image; batch], Device::Cpu).expect("batch");
-                let params = Tensor::zeros([batch as i64, 4], (Kind::Float, Device::Cpu));
+                let params = Tensor::zeros(
+                    [batch as i64, PARAMS_LEN as i64],
+                    (Kind::Float, Device::Cpu),
+                );
                 let _warm = model.generate(&images, &params, frames).expect("warm-up");
                 let started = Instant::now();
                 let mut done = 0;

@@ -4,6 +4,9 @@
 //! `max_batch`) or when its first job has waited `max_wait`. A failing batch is split so each
 //! job keeps its own result (`split.rs`).
 //!
+//! A detector's request (a framing model: one photo in, face boxes out) is not batched: the
+//! inference thread runs it as soon as it arrives, between batches.
+//!
 //! On the CPU a second thread turns each pass's float video into 8-bit frames while the
 //! inference thread runs the next pass: that conversion (~1 % of a `cost` pass) is not the
 //! model's work, and on a CPU node the inference thread is the device. On a GPU it is rounded on
@@ -22,7 +25,10 @@ use tracing::{debug, warn};
 use crate::VideoModel;
 use crate::registry::ModelRegistry;
 use crate::split::run_splitting;
-use crate::{InferError, InferErrorKind, PARAMS_LEN, RgbFrame, frames_to_batch, video_to_frames};
+use crate::{
+    FaceBox, InferError, InferErrorKind, PARAMS_LEN, RgbFrame, frames_to_batch, video_to_frames,
+};
+use clipfleet_models::ModelRole;
 use clipfleet_models::ModelSpec;
 
 /// Most jobs in any batch the engine forms (the histogram's size, too).
@@ -64,11 +70,33 @@ pub struct GenerateRequest {
     pub frames: u32,
 }
 
+/// One photo for a detector model (a model's `framing`).
+#[derive(Debug)]
+pub struct DetectRequest {
+    /// Manifest name of a `detector` entry.
+    pub model: String,
+    /// Its version.
+    pub version: String,
+    /// The photo, scaled to fit the detector's input box.
+    pub image: RgbFrame,
+}
+
 type Reply = oneshot::Sender<Result<Vec<RgbFrame>, InferError>>;
 
 struct Pending {
     request: GenerateRequest,
     reply: Reply,
+}
+
+struct Detection {
+    request: DetectRequest,
+    reply: oneshot::Sender<Result<Vec<FaceBox>, InferError>>,
+}
+
+/// What the inference thread is asked to do.
+enum Work {
+    Generate(Pending),
+    Detect(Detection),
 }
 
 /// What a pass produced for one job.
@@ -114,7 +142,7 @@ pub struct EngineStats {
     /// Microseconds the inference thread spent on passes (the batch in, the forward pass, and
     /// on a device the video back as bytes).
     busy_us: AtomicU64,
-    /// Time in each stage of the chains run, by `name@version`.
+    /// Time in each stage of the chains run and in each detector, by `name@version`.
     stages: Mutex<BTreeMap<String, Duration>>,
 }
 
@@ -133,7 +161,8 @@ impl EngineStats {
         *stages.entry(model.to_owned()).or_default() += took;
     }
 
-    /// Time spent in each stage of the chains run so far, by `name@version`.
+    /// Time spent in each stage of the chains run so far and in each detector, by
+    /// `name@version`.
     pub fn stage_busy(&self) -> Vec<(String, Duration)> {
         let stages = self.stages.lock().unwrap_or_else(PoisonError::into_inner);
         stages.iter().map(|(k, v)| (k.clone(), *v)).collect()
@@ -164,7 +193,7 @@ impl EngineStats {
 /// empty.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    queue: flume::Sender<Pending>,
+    queue: flume::Sender<Work>,
     stats: Arc<EngineStats>,
     thread: Arc<JoinHandle<()>>,
 }
@@ -211,13 +240,29 @@ impl Engine {
     pub async fn generate(&self, request: GenerateRequest) -> Result<Vec<RgbFrame>, InferError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send_async(Pending { request, reply })
+            .send_async(Work::Generate(Pending { request, reply }))
             .await
             .map_err(|_| InferError::new(InferErrorKind::ModelError, "inference thread stopped"))?;
         answer.await.map_err(|_| {
             InferError::new(
                 InferErrorKind::ModelError,
                 "inference thread dropped the job",
+            )
+        })?
+    }
+
+    /// The faces a detector finds in one photo (run between batches, never batched). The boxes
+    /// are the caller's to keep in memory only (see [`FaceBox`]).
+    pub async fn detect(&self, request: DetectRequest) -> Result<Vec<FaceBox>, InferError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send_async(Work::Detect(Detection { request, reply }))
+            .await
+            .map_err(|_| InferError::new(InferErrorKind::ModelError, "inference thread stopped"))?;
+        answer.await.map_err(|_| {
+            InferError::new(
+                InferErrorKind::ModelError,
+                "inference thread dropped the photo",
             )
         })?
     }
@@ -243,7 +288,7 @@ struct OpenBatch {
 fn run(
     registry: &ModelRegistry,
     config: EngineConfig,
-    jobs: &flume::Receiver<Pending>,
+    jobs: &flume::Receiver<Work>,
     finished: &flume::Sender<Finished>,
     stats: &EngineStats,
 ) {
@@ -280,7 +325,22 @@ fn run(
             None => jobs.recv().map_err(|_| true),
         };
         match received {
-            Ok(job) => {
+            Ok(Work::Detect(detection)) => {
+                let started = Instant::now();
+                let result = run_detection(registry, &detection.request);
+                let took = started.elapsed();
+                stats.busy_us.fetch_add(
+                    u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                stats.add_stage(
+                    &format!("{}@{}", detection.request.model, detection.request.version),
+                    took,
+                );
+                // The caller may have gone: the boxes are dropped with the reply.
+                let _ = detection.reply.send(result);
+            }
+            Ok(Work::Generate(job)) => {
                 let key = job.key();
                 match open.iter_mut().find(|b| b.key == key) {
                     Some(batch) => batch.jobs.push(job),
@@ -382,6 +442,27 @@ fn run_batch(
     // Fails only if the answering thread is gone: the jobs' callers then hear that the engine
     // dropped them.
     let _ = finished.send(answers);
+}
+
+/// One photo through a detector entry.
+fn run_detection(
+    registry: &ModelRegistry,
+    request: &DetectRequest,
+) -> Result<Vec<FaceBox>, InferError> {
+    let loaded = registry
+        .get(&request.model, &request.version)
+        .filter(|loaded| loaded.spec.role == ModelRole::Detector)
+        .ok_or_else(|| {
+            InferError::new(
+                InferErrorKind::InvalidInput,
+                format!(
+                    "detector {}@{} is not served here",
+                    request.model, request.version
+                ),
+            )
+        })?;
+    let image = frames_to_batch(&[&request.image], registry.device())?;
+    loaded.model.detect(&image)
 }
 
 /// What a batch runs on: one TorchScript generator, or a chain of entries.

@@ -2,7 +2,7 @@
 //! when the node has it and on the CPU everywhere else.
 //!
 //! A fleet model keeps the contract
-//! `forward(image: float32[B, 3, H, W] in [0, 1], params: float32[B, 4], frames: int) ->
+//! `forward(image: float32[B, 3, H, W] in [0, 1], params: float32[B, 6], frames: int) ->
 //! float32[B, frames, 3, H, W] in [0, 1]` (`models/README.md`); the models a worker serves are
 //! listed in `models/manifest.toml`. This crate builds on its own (tch and a few small crates,
 //! no AWS SDK, no broker) so it can be vendored onto a GPU node that reaches no registry; see
@@ -13,22 +13,27 @@
 //! - `engine`: [`Engine`], the inference thread with dynamic batching.
 //! - `split`: halving a failed batch so each job keeps its own result.
 //! - `model`: [`VideoModel`], one module on one device, contract-checked both ways.
+//! - `faces`: [`FaceBox`], a detector's face box (held in a job's memory only, never printed).
 //! - `frames`: [`RgbFrame`], conversions between 8-bit RGB pixels and tensors.
 //! - `error`: [`InferError`] and its [`InferErrorKind`]; tch errors are classified in one place.
 
 mod engine;
 mod error;
+mod faces;
 mod frames;
 mod model;
 mod registry;
 mod split;
 
 pub use clipfleet_models::{
-    BatchLimits, ChainStage, InputSize, MANIFEST_VERSION, Manifest, ManifestError, ModelDtype,
-    ModelRole, ModelSpec,
+    BatchLimits, ChainStage, Framing, InputSize, MANIFEST_VERSION, Manifest, ManifestError,
+    ModelDtype, ModelRole, ModelSpec,
 };
-pub use engine::{Engine, EngineConfig, EngineStats, GenerateRequest, MAX_BATCH_LIMIT};
+pub use engine::{
+    DetectRequest, Engine, EngineConfig, EngineStats, GenerateRequest, MAX_BATCH_LIMIT,
+};
 pub use error::{InferError, InferErrorKind};
+pub use faces::FaceBox;
 pub use frames::{RgbFrame, frames_to_batch, video_to_frames};
 pub use model::{PARAMS_LEN, VideoModel};
 pub use registry::{LoadedModel, ModelRegistry};

@@ -4,19 +4,20 @@ use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
-use crate::{InferError, InferErrorKind};
+use crate::{FaceBox, InferError, InferErrorKind};
 use clipfleet_models::ModelDtype;
 
-/// Values per job in the `params` input of a fleet model: motion id, strength, seed, reserved
-/// (see `models/README.md`).
-pub const PARAMS_LEN: usize = 4;
+/// Values per job in the `params` input of a fleet model: motion id, strength, seed, reserved,
+/// and the camera's focus x and y in [-1, 1] (see `models/README.md`).
+pub const PARAMS_LEN: usize = 6;
 
 /// A loaded model. Both ends of its contract are checked on every call, so a broken model is a
 /// typed error, not a garbled video.
 ///
-/// Fleet models (the manifest's) take `forward(image[B,3,H,W], params[B,4], frames) ->
-/// video[B,frames,3,H,W]` ([`VideoModel::generate`]), or as interpolators `forward(img0, img1,
-/// t[B]) -> frame[B,3,H,W]` ([`VideoModel::interpolate`]); the reference model of the libtorch
+/// Fleet models (the manifest's) take `forward(image[B,3,H,W], params[B,6], frames) ->
+/// video[B,frames,3,H,W]` ([`VideoModel::generate`]), as interpolators `forward(img0, img1,
+/// t[B]) -> frame[B,3,H,W]` ([`VideoModel::interpolate`]), or as detectors `forward(image[1,3,H,W])
+/// -> boxes[N,5]` ([`VideoModel::detect`]); the reference model of the libtorch
 /// chain test takes the image alone ([`VideoModel::render`]).
 #[derive(Debug)]
 pub struct VideoModel {
@@ -256,5 +257,57 @@ impl VideoModel {
             ));
         };
         self.check_video(video, shape, Some(frames))
+    }
+
+    /// The faces in one image (`float32[1, 3, H, W]`): the detector contract's `[N, 5]` rows
+    /// (x1, y1, x2, y2 in the image's pixels, probability), highest probability first.
+    pub fn detect(&self, image: &Tensor) -> Result<Vec<FaceBox>, InferError> {
+        let [b, ..] = VideoModel::check_images(image)?;
+        if b != 1 {
+            return Err(InferError::new(
+                InferErrorKind::InvalidInput,
+                format!("a detector takes one image, got a batch of {b}"),
+            ));
+        }
+        let input = self.prepare(image)?;
+        let boxes = tch::no_grad(|| self.module.forward_ts(&[input]))
+            .map_err(|err| self.forward_error(err))?;
+        let size = boxes.size();
+        let ok = matches!(size[..], [_, 5]) && matches!(boxes.kind(), Kind::Float | Kind::Half);
+        if !ok {
+            return Err(InferError::new(
+                InferErrorKind::ModelError,
+                format!(
+                    "{} returned {:?} {size:?}; expected float [N, 5] face boxes",
+                    self.path.display(),
+                    boxes.kind()
+                ),
+            ));
+        }
+        let values: Vec<f32> = boxes
+            .f_to_kind(Kind::Float)
+            .and_then(|b| b.f_to_device(Device::Cpu))
+            .and_then(|b| b.f_contiguous())
+            .and_then(|b| Vec::<f32>::try_from(b.f_view([-1])?))
+            .map_err(|err| InferError::from_tch("face boxes", err, InferErrorKind::ModelError))?;
+        let faces = values
+            .chunks_exact(5)
+            .map(|row| FaceBox {
+                x1: row[0],
+                y1: row[1],
+                x2: row[2],
+                y2: row[3],
+                score: row[4],
+            })
+            .collect::<Vec<_>>();
+        if faces.iter().any(|f| {
+            !(f.x1.is_finite() && f.y1.is_finite() && f.x2.is_finite() && f.y2.is_finite())
+        }) {
+            return Err(InferError::new(
+                InferErrorKind::ModelError,
+                format!("{} returned a box that is not finite", self.path.display()),
+            ));
+        }
+        Ok(faces)
     }
 }

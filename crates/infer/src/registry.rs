@@ -161,5 +161,8 @@ fn warm_up(model: &VideoModel, spec: &ModelSpec) -> Result<(), InferError> {
                 .interpolate(&image, &image.ones_like(), &t)
                 .map(|_| ())
         }
+        // Twice: TorchScript's executor profiles a function's first runs before it optimises,
+        // and a detector's control flow (pyramid, NMS loops) is where that shows.
+        ModelRole::Detector => (0..2).try_for_each(|_| model.detect(&image).map(|_| ())),
     }
 }

@@ -42,11 +42,14 @@ fn the_real_manifest_loads_verifies_and_warms_every_model() {
         ModelRegistry::load(&models_dir().join("manifest.toml"), Device::Cpu).expect("load");
     let mut names: Vec<String> = registry.models().map(|m| m.spec.key()).collect();
     names.sort();
-    assert_eq!(names, ["cost@1", "motion@1", "noop@1", "rife@3.9"]);
+    assert_eq!(
+        names,
+        ["cost@1", "motion@1", "mtcnn@2.6.0", "noop@1", "rife@3.9"]
+    );
     assert!(
         registry
             .chain("motion-rife", "1")
-            .is_some_and(|chain| chain.runs() == ["motion@1", "rife@3.9"])
+            .is_some_and(|chain| chain.runs() == ["mtcnn@2.6.0", "motion@1", "rife@3.9"])
     );
     assert!(
         registry
@@ -77,7 +80,9 @@ fn motion_matches_pytorch_within_1e_5() {
         take(&mut tensors, "expected"),
     );
     let video = model.generate(&image, &params, 6).expect("generate");
-    assert_eq!(video.size(), [3, 6, 3, 24, 32]);
+    // Rows: zoom in, pan right, parallax about the middle; a zoom in and a pan up about a focus
+    // off the middle (the framing of a face).
+    assert_eq!(video.size(), [5, 6, 3, 24, 32]);
     let max_diff = (&video - &expected).abs().max().double_value(&[]);
     assert!(max_diff < 1e-5, "max |rust - python| = {max_diff}");
     // Each preset moves differently: zoom, pan and parallax give three different last frames.
@@ -103,7 +108,7 @@ fn request(model: &str, seed: u8, motion: f32) -> GenerateRequest {
         model: model.into(),
         version: "1".into(),
         image: image(seed),
-        params: [motion, 0.2 + f32::from(seed) / 100.0, 0.0, 0.0],
+        params: [motion, 0.2 + f32::from(seed) / 100.0, 0.0, 0.0, 0.0, 0.0],
         frames: 4,
     }
 }

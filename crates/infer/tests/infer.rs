@@ -1,8 +1,10 @@
 //! The inference crate's integration tests in one binary: the reference model against PyTorch,
-//! the fleet's models through the manifest and the engine, RIFE and the chains, and the `clip-frames` tool.
+//! the fleet's models through the manifest and the engine, RIFE and the chains, the MTCNN face
+//! detector, and the `clip-frames` tool.
 
 #[cfg(feature = "cli")]
 mod clip_frames;
+mod faces;
 mod fleet_models;
 mod interpolation;
 mod reference_model;

@@ -123,7 +123,7 @@ fn rife_beats_a_blend_on_known_camera_moves() {
     ];
     for (photo_name, photo) in [("sample", sample_photo()), ("made", made_photo())] {
         for (move_name, id, bound) in moves {
-            let params = Tensor::from_slice(&[id, 1.0f32, 0.0, 0.0]).view([1, 4]);
+            let params = Tensor::from_slice(&[id, 1.0f32, 0.0, 0.0, 0.0, 0.0]).view([1, 6]);
             // Five frames of the move: 0 and 4 are the keyframes, 2 the truth between them
             // (the easing is symmetric, so frame 2 is the move's midpoint).
             let video = motion.generate(&photo, &params, 5).expect("the move");
@@ -183,7 +183,7 @@ fn request(model: &str, seed: u8, frames: u32) -> GenerateRequest {
         model: model.into(),
         version: "1".into(),
         image: photo(seed),
-        params: [3.0, 0.5 + f32::from(seed) / 10.0, 0.0, 0.0],
+        params: [3.0, 0.5 + f32::from(seed) / 10.0, 0.0, 0.0, 0.0, 0.0],
         frames,
     }
 }

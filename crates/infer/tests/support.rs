@@ -48,11 +48,19 @@ pub fn small_manifest(
         {
             continue;
         }
-        let block = replacements
+        let mut block = replacements
             .iter()
             .fold(block.to_owned(), |block, (from, to)| {
                 block.replace(from, to)
             });
+        // A model framed by a detector the copy leaves out frames on the middle instead.
+        if !models.contains(&"mtcnn") {
+            block = block
+                .lines()
+                .filter(|line| !line.starts_with("framing = "))
+                .map(|line| format!("{line}\n"))
+                .collect();
+        }
         text.push_str("[[model]]");
         text.push_str(&block);
     }

@@ -42,7 +42,7 @@ mod sniff;
 pub use encoder::{MAX_FPS, MAX_FRAMES, MAX_VIDEO_SIDE_PX, VideoEncoder};
 pub use error::{MediaError, MediaErrorKind};
 pub use ffmpeg::FfmpegEncoder;
-pub use fit::{FitMode, MAX_FIT_SIDE_PX, fit};
+pub use fit::{Crop, FitMode, MAX_FIT_SIDE_PX, cover_crop, fit, fit_around, fit_within};
 pub use frame::RgbImage;
 pub use h264::Openh264Encoder;
 pub use intake::{ImageInfo, decode, probe};

@@ -59,6 +59,28 @@ pub enum ModelRole {
     /// Two frames and an instant in, the frame between out: `forward(img0, img1, t)`. Runs only
     /// as a stage of a chain, never as a job's model.
     Interpolator,
+    /// A photo in, face boxes out: `forward(image) -> boxes[N, 5]`. Frames the photo for the
+    /// entries that name it in `framing`; never a job's model.
+    Detector,
+}
+
+/// The detector an entry frames its photos with (`framing = { model = "mtcnn", version =
+/// "2.6.0" }`): the worker crops the photo around the faces it finds and hands the model their
+/// centre as the camera's focus, instead of the middle.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Framing {
+    /// Manifest name of a `detector` entry.
+    pub model: String,
+    /// Its version.
+    pub version: String,
+}
+
+impl Framing {
+    /// `name@version`.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.model, self.version)
+    }
 }
 
 /// One stage of a chain: the generator first (with the keyframes it renders), then each
@@ -133,6 +155,10 @@ pub struct ModelSpec {
     /// the pixel budget of `input` (see [`ModelSpec::aspect_size`]). Empty: `input` only.
     #[serde(default)]
     pub aspects: Vec<String>,
+    /// The detector that frames its photos (generators and chains only). For a detector,
+    /// `input` is the box a photo is scaled down into for detection.
+    #[serde(default)]
+    pub framing: Option<Framing>,
 }
 
 fn float32() -> ModelDtype {
@@ -174,13 +200,16 @@ impl ModelSpec {
         self.role == ModelRole::Generator
     }
 
-    /// The models that run for a job of this entry, in order: itself, or its chain's stages
-    /// (`motion@1 → rife@3.9`).
+    /// The models that run for a job of this entry, in order: its framing detector, then
+    /// itself or its chain's stages (`mtcnn@2.6.0 → motion@1 → rife@3.9`).
     pub fn runs(&self) -> Vec<String> {
+        let framing = self.framing.iter().map(Framing::key);
         if self.is_chain() {
-            self.chain.iter().map(ChainStage::key).collect()
+            framing
+                .chain(self.chain.iter().map(ChainStage::key))
+                .collect()
         } else {
-            vec![self.key()]
+            framing.chain([self.key()]).collect()
         }
     }
 
@@ -287,6 +316,7 @@ impl Manifest {
                 .ok_or_else(|| invalid(format!("{key} is not in the model manifest")))?;
             wanted.push(spec.key());
             wanted.extend(spec.chain.iter().map(ChainStage::key));
+            wanted.extend(spec.framing.iter().map(Framing::key));
         }
         Ok(Manifest {
             dir: self.dir.clone(),
@@ -340,7 +370,11 @@ impl Manifest {
                     )));
                 }
             }
-            let video_ok = spec.role == ModelRole::Interpolator
+            if let Some(framing) = &spec.framing {
+                check_framing(spec, framing, &raw.models)
+                    .map_err(|why| invalid(format!("{where_}: {why}")))?;
+            }
+            let video_ok = spec.role != ModelRole::Generator
                 || ((1..=1024).contains(&spec.frames) && (1..=240).contains(&spec.fps));
             let sizes_ok = (1..=8192).contains(&spec.input.width)
                 && (1..=8192).contains(&spec.input.height)
@@ -370,6 +404,21 @@ impl Manifest {
             dir,
             models: raw.models,
         })
+    }
+}
+
+/// A framing detector: a file-backed `detector` entry, named by a generator or a chain.
+fn check_framing(spec: &ModelSpec, framing: &Framing, models: &[ModelSpec]) -> Result<(), String> {
+    if spec.role != ModelRole::Generator {
+        return Err("only a generator or a chain frames its photos".into());
+    }
+    match models
+        .iter()
+        .find(|m| m.name == framing.model && m.version == framing.version)
+    {
+        Some(detector) if detector.role == ModelRole::Detector && !detector.is_chain() => Ok(()),
+        Some(_) => Err(format!("framing {} is not a detector", framing.key())),
+        None => Err(format!("framing {} is not in the manifest", framing.key())),
     }
 }
 
@@ -513,6 +562,14 @@ dtype = "float32"
         }
     }
 
+    /// `text` is refused with a message saying `why`.
+    fn assert_refused(text: &str, why: &str) {
+        let err = Manifest::parse(text, PathBuf::from("/m"))
+            .expect_err(why)
+            .to_string();
+        assert!(err.contains(why), "{why}: {err}");
+    }
+
     const CHAIN: &str = r#"
 [[model]]
 name = "i"
@@ -595,10 +652,62 @@ batch = { max = 2 }
             ),
         ];
         for (chain, why) in bad {
-            let err = Manifest::parse(&format!("{ONE}{chain}"), PathBuf::from("/m"))
-                .expect_err(why)
-                .to_string();
-            assert!(err.contains(why), "{why}: {err}");
+            assert_refused(&format!("{ONE}{chain}"), why);
+        }
+    }
+
+    const DETECTOR: &str = r#"
+[[model]]
+name = "d"
+version = "2"
+role = "detector"
+file = "d.pt"
+sha256 = "2222222222222222222222222222222222222222222222222222222222222222"
+input = { width = 640, height = 640 }
+batch = { max = 1 }
+"#;
+
+    #[test]
+    fn framing_names_a_detector_that_runs_first_and_is_served_with_the_model() {
+        let framed = ONE.replace(
+            "dtype = \"float32\"",
+            "framing = { model = \"d\", version = \"2\" }",
+        );
+        let manifest =
+            Manifest::parse(&format!("{framed}{DETECTOR}"), PathBuf::from("/m")).expect("valid");
+        let model = manifest.find("m", "1").expect("m");
+        assert_eq!(model.runs(), ["d@2", "m@1"]);
+        let detector = manifest.find("d", "2").expect("d");
+        assert!(!detector.is_servable());
+        let serving = manifest.serving(&["m@1".into()]).expect("serving");
+        let keys: Vec<String> = serving.models.iter().map(ModelSpec::key).collect();
+        assert_eq!(keys, ["m@1", "d@2"]);
+
+        let bad = [
+            (
+                framed.replace("model = \"d\"", "model = \"x\""),
+                DETECTOR.to_owned(),
+                "not in the manifest",
+            ),
+            (
+                ONE.replace(
+                    "dtype = \"float32\"",
+                    "framing = { model = \"m\", version = \"1\" }",
+                ),
+                String::new(),
+                "not a detector",
+            ),
+            (
+                framed.clone(),
+                DETECTOR.replace(
+                    "input =",
+                    "framing = { model = \"d\", version = \"2\" }\ninput =",
+                ),
+                "only a generator",
+            ),
+        ];
+        for (model, detector, why) in bad {
+            assert_refused(&format!("{model}{detector}"), why);
         }
     }
 

@@ -17,7 +17,10 @@ mod rabbit;
 
 pub use browser::Browser;
 pub use images::{png_claiming, with_exif_orientation};
-pub use models::{repo_root, small_noop_entry, small_noop_manifest};
+pub use models::{
+    manifest_entry, repo_root, small_framed_motion_manifest, small_noop_entry, small_noop_manifest,
+    write_manifest,
+};
 pub use pg::PgSchema;
 pub use proxy::StallingProxy;
 pub use rabbit::PrivateRabbit;

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clipfleet_broker::{Delivery, LeaseHeartbeat};
-use clipfleet_infer::{GenerateRequest, InferErrorKind, ModelSpec, RgbFrame};
-use clipfleet_media::{FitMode, MediaError, RgbImage, decode, fit};
+use clipfleet_infer::{
+    DetectRequest, GenerateRequest, InferError, InferErrorKind, ModelSpec, RgbFrame,
+};
+use clipfleet_media::{MediaError, RgbImage, decode, fit_around, fit_within};
 use clipfleet_proto::{
     Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, Motion, Sha256Hex, StageDurations,
     Timestamp,
@@ -25,6 +27,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::Shared;
 use crate::failure::{JobError, fail, media_error, retry, store_error};
+use crate::framing;
 
 /// How a job ended, for the report and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +219,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             )
         })?),
     };
-    let fitted = fetch(shared, job, &input, spec.clone(), aspect)
+    let (fitted, (focus_x, focus_y)) = fetch(shared, job, &input, spec.clone(), aspect)
         .instrument(info_span!("fetch"))
         .await?;
     stages.fetch_ms = ms(started.elapsed());
@@ -235,6 +238,8 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             0.7,
             (job.params.seed % (1 << 24)) as f32,
             0.0,
+            focus_x,
+            focus_y,
         ],
         frames,
     };
@@ -243,15 +248,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
         .generate(request)
         .instrument(info_span!("infer"))
         .await
-        .map_err(|err| match err.kind {
-            InferErrorKind::OutOfMemory => JobError::Transient(ErrorCode::Oom, err.message),
-            InferErrorKind::InvalidInput => {
-                JobError::Terminal(ErrorCode::InvalidParams, err.message)
-            }
-            InferErrorKind::ModelError | InferErrorKind::ModelLoad => {
-                JobError::Terminal(ErrorCode::ModelError, err.message)
-            }
-        })?;
+        .map_err(infer_error)?;
     stages.infer_ms = ms(started.elapsed());
     shared
         .events
@@ -293,17 +290,30 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     finish(shared, delivery, job, &input, &output, size, stages).await
 }
 
+/// How an inference error ends the job.
+fn infer_error(err: InferError) -> JobError {
+    match err.kind {
+        InferErrorKind::OutOfMemory => JobError::Transient(ErrorCode::Oom, err.message),
+        InferErrorKind::InvalidInput => JobError::Terminal(ErrorCode::InvalidParams, err.message),
+        InferErrorKind::ModelError | InferErrorKind::ModelLoad => {
+            JobError::Terminal(ErrorCode::ModelError, err.message)
+        }
+    }
+}
+
 /// Gets the sealed photo, checks it against its sha256, decodes it and fits it to `size`, or
 /// (none) to the model's bucket nearest the photo's aspect as decoded (EXIF orientation
 /// applied: a phone's portrait photo is portrait here even when stored sideways), or to the
-/// model's input size when it lists no buckets.
+/// model's input size when it lists no buckets. When the model names a `framing` detector, the
+/// crop is centred on the faces it finds and their centre in the frame is returned as the
+/// camera's focus (`affine_grid` coordinates); otherwise the middle, `(0, 0)`.
 async fn fetch(
     shared: &Shared,
     job: &GenerateJob,
     input: &ObjectKey,
     spec: ModelSpec,
     size: Option<(u32, u32)>,
-) -> Result<RgbImage, JobError> {
+) -> Result<(RgbImage, (f32, f32)), JobError> {
     let body = shared
         .store
         .get(input)
@@ -320,19 +330,71 @@ async fn fetch(
         ));
     }
     let limits = shared.config.intake_limits;
-    tokio::task::spawn_blocking(move || -> Result<RgbImage, MediaError> {
+    // The detector's entry, when the model frames on faces: its input is the box the photo is
+    // scaled into for it.
+    let detector = match &spec.framing {
+        Some(framing) => Some(
+            shared
+                .models
+                .get(&(framing.model.clone(), framing.version.clone()))
+                .cloned()
+                .ok_or_else(|| {
+                    JobError::Terminal(
+                        ErrorCode::ModelError,
+                        format!("framing {} is not loaded", framing.key()),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let box_size = detector.as_ref().map(|d| (d.input.width, d.input.height));
+    let blocking = |err: tokio::task::JoinError| {
+        JobError::Transient(ErrorCode::Internal, format!("decode task: {err}"))
+    };
+    let (image, small) = tokio::task::spawn_blocking(move || {
         let image = decode(&photo, &limits)?;
         drop(photo); // the encoded photo is zeroized as soon as it is decoded
-        let (width, height) = size
-            .or_else(|| {
-                spec.nearest_aspect(image.width, image.height)
-                    .and_then(|aspect| spec.aspect_size(aspect))
-            })
-            .unwrap_or((spec.input.width, spec.input.height));
-        fit(&image, width, height, FitMode::Cover)
+        let small = box_size
+            .map(|(w, h)| fit_within(&image, w, h))
+            .transpose()?;
+        Ok::<_, MediaError>((image, small))
     })
     .await
-    .map_err(|err| JobError::Transient(ErrorCode::Internal, format!("decode task: {err}")))?
+    .map_err(blocking)?
+    .map_err(media_error)?;
+    let (width, height) = size
+        .or_else(|| {
+            spec.nearest_aspect(image.width, image.height)
+                .and_then(|aspect| spec.aspect_size(aspect))
+        })
+        .unwrap_or((spec.input.width, spec.input.height));
+    let middle = (f64::from(image.width) / 2.0, f64::from(image.height) / 2.0);
+    let face_centre = match (detector, small) {
+        (Some(detector), Some((small, back))) => {
+            let request = DetectRequest {
+                model: detector.name,
+                version: detector.version,
+                image: RgbFrame::new(small.width, small.height, small.data)
+                    .map_err(|err| JobError::Terminal(ErrorCode::Internal, err.to_string()))?,
+            };
+            let faces = shared
+                .engine
+                .detect(request)
+                .instrument(info_span!("frame"))
+                .await
+                .map_err(infer_error)?;
+            // Only the point to frame on leaves this block; the boxes are dropped here.
+            framing::focus(&faces).map(|(x, y)| (x * back, y * back))
+        }
+        _ => None,
+    };
+    tokio::task::spawn_blocking(move || {
+        let (fitted, crop) = fit_around(&image, width, height, face_centre.unwrap_or(middle))?;
+        let focus = face_centre.map_or((0.0, 0.0), |(x, y)| crop.to_frame(x, y));
+        Ok((fitted, focus))
+    })
+    .await
+    .map_err(blocking)?
     .map_err(media_error)
 }
 

@@ -20,6 +20,7 @@
 
 mod events;
 mod failure;
+mod framing;
 mod job;
 mod metrics;
 mod setup;

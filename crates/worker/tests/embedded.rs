@@ -1,6 +1,7 @@
 //! The worker on embedded defaults: the in-memory broker, a sealed in-memory store, the real
-//! engine with the `motion` model, the in-process openh264 encoder. A photo in, a playable MP4
-//! out, the photo gone; bad photos, expired jobs, erased accounts, redeliveries, drains.
+//! engine with the `motion` model (framed by the real MTCNN detector), the in-process openh264
+//! encoder. A photo in, a playable MP4 out, the photo gone; bad photos, expired jobs, erased
+//! accounts, redeliveries, drains; a portrait's face kept in the frame.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clipfleet_broker::{Broker, InMemoryBroker, PoolSpec, QueueRef, Receive};
-use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
+use clipfleet_infer::{
+    Device, Engine, EngineConfig, ModelRegistry, ModelSpec, RgbFrame, frames_to_batch,
+};
 use clipfleet_media::Openh264Encoder;
 use clipfleet_proto::{
     AccountId, Aspect, ErrorCode, EventBatch, EventKind, GenerateJob, JobId, Motion, PoolName,
@@ -18,6 +21,7 @@ use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
     body_from_bytes, read_to_end,
 };
+use clipfleet_testkit::{manifest_entry as entry, write_manifest};
 use clipfleet_worker::{WorkerConfig, WorkerDeps, WorkerReport, job_for_photo, run, submit};
 use tokio::sync::oneshot;
 
@@ -31,17 +35,11 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The motion model at a small input size, through a manifest of its own in a temp dir.
+/// The motion model at a small input size (framed by MTCNN as in the real manifest), through a
+/// manifest of its own in a temp dir.
 fn manifest(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clipfleet-worker-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
     let real = std::fs::read_to_string(repo().join("models/manifest.toml")).expect("manifest");
-    let block = real
-        .split("[[model]]")
-        .find(|b| b.contains("name = \"motion\""))
-        .expect("motion entry");
-    let block = block
+    let block = entry("motion")
         .replace(
             "input = { width = 512, height = 512 }",
             &format!("input = {{ width = {W}, height = {H} }}"),
@@ -64,15 +62,12 @@ fn manifest(tag: &str) -> PathBuf {
             format!("[[model]]{b}")
         })
         .collect();
-    std::fs::write(
-        dir.join("manifest.toml"),
-        format!("version = 1\n[[model]]{block}[[model]]{noop}{chain}"),
+    let mtcnn = entry("mtcnn");
+    write_manifest(
+        tag,
+        &format!("version = 1\n[[model]]{block}[[model]]{noop}{chain}[[model]]{mtcnn}"),
+        &["motion.pt", "noop.pt", "rife.pt", "mtcnn.pt"],
     )
-    .expect("write");
-    for file in ["motion.pt", "noop.pt", "rife.pt"] {
-        std::fs::copy(repo().join("models").join(file), dir.join(file)).expect("copy");
-    }
-    dir.join("manifest.toml")
 }
 
 struct Fleet {
@@ -92,6 +87,11 @@ impl Fleet {
 
     /// A fleet whose jobs name `model`.
     async fn serving(tag: &str, model: &str) -> Fleet {
+        Fleet::with_manifest(&manifest(tag), |m| m.name == model).await
+    }
+
+    /// A fleet on the models of `manifest`, whose jobs name the entry `pick` chooses.
+    async fn with_manifest(manifest: &Path, pick: impl Fn(&ModelSpec) -> bool) -> Fleet {
         tch::set_num_threads(1);
         let broker = Arc::new(InMemoryBroker::new());
         let pool = PoolName::new("default").expect("pool");
@@ -104,11 +104,11 @@ impl Fleet {
             Arc::new(InMemoryObjectStore::new()),
             keyring,
         ));
-        let registry = ModelRegistry::load(&manifest(tag), Device::Cpu).expect("models");
+        let registry = ModelRegistry::load(manifest, Device::Cpu).expect("models");
         let models: Vec<ModelSpec> = registry.specs().cloned().collect();
         let model = models
             .iter()
-            .find(|m| m.name == model)
+            .find(|m| pick(m))
             .expect("the model jobs name")
             .clone();
         let engine = Engine::start(registry, EngineConfig::default()).expect("engine");
@@ -132,9 +132,21 @@ impl Fleet {
     /// Stores `photo` sealed and publishes its job, due `deadline_in_ms` from now (negative:
     /// already past); returns the job.
     async fn submit(&self, photo: &[u8], deadline_in_ms: i64, motion: Motion) -> GenerateJob {
+        self.submit_in(photo, deadline_in_ms, motion, Aspect::Auto)
+            .await
+    }
+
+    /// [`Fleet::submit`] asking for the video's `aspect`.
+    async fn submit_in(
+        &self,
+        photo: &[u8],
+        deadline_in_ms: i64,
+        motion: Motion,
+        aspect: Aspect,
+    ) -> GenerateJob {
         let now = Timestamp::from_system_time(SystemTime::now()).unix_ms();
         let deadline = Timestamp::from_unix_ms(now.saturating_add_signed(deadline_in_ms));
-        let job = job_for_photo(
+        let mut job = job_for_photo(
             &self.account,
             &self.pool,
             &self.model,
@@ -142,6 +154,7 @@ impl Fleet {
             motion,
             deadline,
         );
+        job.params.aspect = aspect;
         submit(
             self.broker.as_ref(),
             self.store.as_ref(),
@@ -689,24 +702,9 @@ async fn videos_take_the_photo_s_aspect_or_the_one_asked_for() {
     ];
     let mut jobs = Vec::new();
     for (photo, aspect, _) in &cases {
-        let now = Timestamp::from_system_time(SystemTime::now()).unix_ms();
-        let mut job = job_for_photo(
-            &fleet.account,
-            &fleet.pool,
-            &fleet.model,
-            photo,
-            Motion::PanLeft,
-            Timestamp::from_unix_ms(now + 600_000),
-        );
-        job.params.aspect = *aspect;
-        submit(
-            fleet.broker.as_ref(),
-            fleet.store.as_ref(),
-            &job,
-            photo.clone(),
-        )
-        .await
-        .expect("submit");
+        let job = fleet
+            .submit_in(photo, 600_000, Motion::PanLeft, *aspect)
+            .await;
         jobs.push(job);
     }
     let (stop, worker) = fleet.start(fleet.config());
@@ -745,4 +743,107 @@ async fn videos_take_the_photo_s_aspect_or_the_one_asked_for() {
     }
     // Portrait stays portrait, wide stays wide.
     assert!(bucket("3:4").0 < bucket("3:4").1 && bucket("16:9").0 > bucket("16:9").1);
+}
+
+/// An MP4's frames, decoded by ffmpeg to `width`×`height` RGB.
+fn decode_frames(mp4: &[u8], width: u32, height: u32) -> Vec<RgbFrame> {
+    let dir = std::env::temp_dir().join(format!("clipfleet-worker-frames-{}", JobId::generate()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("video.mp4");
+    std::fs::write(&file, mp4).expect("write mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg (scripts/install-system-deps.sh installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact((width * height * 3) as usize)
+        .map(|pixels| RgbFrame::new(width, height, pixels.to_vec()).expect("frame"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portrait_s_face_stays_in_the_frame_where_the_middle_would_lose_it() {
+    // The portrait: a face right of the middle of a wide photo (models/samples/portrait.jpg). As
+    // a square video zooming in, a centre crop puts the face at the right edge and the zoom
+    // pushes it out; framed by MTCNN, the crop and the zoom's focus are on the face. The same
+    // motion file twice: `motion@1` framed as in the real manifest, `motion@centre` not.
+    let framed = entry("motion")
+        .replace(
+            "input = { width = 512, height = 512 }",
+            "input = { width = 256, height = 256 }",
+        )
+        .replace("frames = 48", "frames = 6");
+    let framing_line = framed
+        .lines()
+        .find(|line| line.starts_with("framing = "))
+        .expect("motion is framed in the real manifest")
+        .to_owned();
+    let centre = framed
+        .replace("version = \"1\"", "version = \"centre\"")
+        .replace(&framing_line, "");
+    let mtcnn = entry("mtcnn");
+    let manifest = write_manifest(
+        "faces",
+        &format!("version = 1\n[[model]]{framed}[[model]]{centre}[[model]]{mtcnn}"),
+        &["motion.pt", "mtcnn.pt"],
+    );
+    let detector = ModelRegistry::load_serving(&manifest, Device::Cpu, &["mtcnn@2.6.0".into()])
+        .expect("detector");
+    let mtcnn = &detector.get("mtcnn", "2.6.0").expect("mtcnn").model;
+    // Face centres in a frame, in [-1, 1] across and down.
+    let faces = |frame: &RgbFrame| -> Vec<(f32, f32)> {
+        let image = frames_to_batch(&[frame], Device::Cpu).expect("tensor");
+        let (w, h) = (frame.width as f32, frame.height as f32);
+        mtcnn
+            .detect(&image)
+            .expect("detect")
+            .iter()
+            .map(|f| (f.centre().0 / w * 2.0 - 1.0, f.centre().1 / h * 2.0 - 1.0))
+            .collect()
+    };
+    let photo = std::fs::read(repo().join("models/samples/portrait.jpg")).expect("portrait");
+    for version in ["1", "centre"] {
+        let fleet =
+            Fleet::with_manifest(&manifest, |m| m.name == "motion" && m.version == version).await;
+        let job = fleet
+            .submit_in(&photo, 600_000, Motion::ZoomIn, Aspect::Square)
+            .await;
+        let (stop, worker) = fleet.start(fleet.config());
+        fleet.wait_for_terminal(1).await;
+        let _ = stop.send(());
+        assert_eq!(worker.await.expect("worker").succeeded, 1);
+        let mp4 = fleet.video_instead_of_photo(&job).await;
+        let frames = decode_frames(&mp4, 256, 256);
+        assert_eq!(frames.len(), 6, "motion@{version}");
+        let (first, last) = (faces(&frames[0]), faces(&frames[5]));
+        if version == "1" {
+            // One face, across the middle (the crop is centred on it; its height is the photo's,
+            // so it stays where it is down), and the zoom keeps it where it was.
+            assert!(first.len() == 1 && last.len() == 1, "{first:?} {last:?}");
+            let ((x0, y0), (x1, y1)) = (first[0], last[0]);
+            assert!(x0.abs() < 0.2 && x1.abs() < 0.2, "off-centre: {x0} {x1}");
+            assert!(
+                (x1 - x0).abs() < 0.1 && (y1 - y0).abs() < 0.1,
+                "{first:?} → {last:?}"
+            );
+        } else {
+            // The middle's crop: the face starts at the right edge and the zoom loses it.
+            assert!(
+                first.iter().all(|(x, _)| *x > 0.5),
+                "the test photo's face must sit right of the middle: {first:?}"
+            );
+            assert!(
+                last.iter().all(|(x, _)| *x > 0.6),
+                "the face is cut off at the end of the zoom: {last:?}"
+            );
+        }
+    }
 }

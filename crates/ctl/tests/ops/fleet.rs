@@ -224,7 +224,11 @@ fn generate_turns_the_sample_photo_into_an_mp4_through_ingest() {
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
     assert_eq!(report["photo_deleted"], true, "{report}");
-    assert_eq!(report["runs"], serde_json::json!(["motion@1"]), "{report}");
+    assert_eq!(
+        report["runs"],
+        serde_json::json!(["mtcnn@2.6.0", "motion@1"]),
+        "{report}"
+    );
     let mp4 = std::fs::read(&out).expect("mp4 written");
     assert_eq!(&mp4[4..8], b"ftyp", "an MP4");
     assert_eq!(report["bytes"], mp4.len());

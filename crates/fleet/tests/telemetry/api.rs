@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,11 +16,16 @@ use serde_json::{Value, json};
 /// Starts a fleet on the embedded backends: one worker serving the `noop` model at 64×64, the
 /// janitor sweeping every second.
 pub async fn start_fleet(tag: &str) -> anyhow::Result<Fleet> {
+    start_fleet_serving("noop", clipfleet_testkit::small_noop_manifest(tag)).await
+}
+
+/// [`start_fleet`] with the worker serving `model` (version 1) of `manifest`.
+pub async fn start_fleet_serving(model: &str, manifest: PathBuf) -> anyhow::Result<Fleet> {
     let env: BTreeMap<String, String> =
-        BTreeMap::from([("CLIPFLEET_POOLS__0__MODEL".into(), "noop".into())]);
+        BTreeMap::from([("CLIPFLEET_POOLS__0__MODEL".into(), model.into())]);
     let mut options = FleetOptions::embedded()?;
     options.config = Config::load(None, &env)?;
-    options.manifest = clipfleet_testkit::small_noop_manifest(tag);
+    options.manifest = manifest;
     options.janitor_every = Some(Duration::from_secs(1));
     options.ingest.trust_forwarded_for = true;
     Fleet::start(options).await

@@ -3,12 +3,18 @@
 //! job from upload to video download, refused submissions), with every log line captured at
 //! TRACE/DEBUG and every span captured; none of the values, the raw account id, the caller's
 //! address, device id, service token or photo bytes may appear — while the account's
-//! pseudonym does (so the scan sees the fields where a leak would be).
+//! pseudonym does (so the scan sees the fields where a leak would be). And a portrait framed
+//! on its face: the face's box lives only in the job's memory — not in a log line, a span, the
+//! ledger's view of the job, or any stored object.
 
 use clipfleet_fleet::DEV_TOKEN;
 use serde_json::json;
 
-use crate::api::{App, photo_with_marker, start_fleet};
+use anyhow::Context;
+use clipfleet_infer::{Device, ModelRegistry, RgbFrame, frames_to_batch};
+use clipfleet_media::{Limits, decode, fit_within};
+
+use crate::api::{App, photo_with_marker, start_fleet, start_fleet_serving};
 use crate::capture::Capture;
 
 const ACCOUNT: &str = "acct-ada-7f3c9q";
@@ -129,5 +135,106 @@ async fn logs_and_spans_hold_no_personal_data() -> anyhow::Result<()> {
         "personal data leaked:\n{}",
         leaks.join("\n")
     );
+    Ok(())
+}
+
+/// Every way a face box's coordinate could be printed, to two decimals (both truncations of a
+/// value a few thousandths either side, so a last-bit difference between two runs of the
+/// detector still matches): in the detector's pixels and in the photo's.
+fn printed_coordinates(manifest: &std::path::Path, photo: &[u8]) -> anyhow::Result<Vec<String>> {
+    let registry = ModelRegistry::load_serving(manifest, Device::Cpu, &["mtcnn@2.6.0".into()])?;
+    let detector = registry.get("mtcnn", "2.6.0").context("mtcnn")?;
+    // What the worker does: decode, scale into the detector's input box, detect.
+    let image = decode(photo, &Limits::default())?;
+    let (small, back) = fit_within(
+        &image,
+        detector.spec.input.width,
+        detector.spec.input.height,
+    )?;
+    let frame = RgbFrame::new(small.width, small.height, small.data)?;
+    let faces = detector
+        .model
+        .detect(&frames_to_batch(&[frame], Device::Cpu)?)?;
+    anyhow::ensure!(faces.len() == 1, "the portrait has one face: {faces:?}");
+    let mut printed = Vec::new();
+    for face in &faces {
+        for value in [face.x1, face.y1, face.x2, face.y2] {
+            for scaled in [f64::from(value), f64::from(value) * back] {
+                for nudge in [-0.005, 0.005] {
+                    let text = format!("{:.3}", scaled + nudge);
+                    printed.push(text[..text.len() - 1].to_owned());
+                }
+            }
+        }
+    }
+    Ok(printed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn face_boxes_stay_in_the_job_s_memory() -> anyhow::Result<()> {
+    let capture = Capture::global();
+    let manifest = clipfleet_testkit::small_framed_motion_manifest("privacy-faces");
+    let photo = std::fs::read(clipfleet_testkit::repo_root().join("models/samples/portrait.jpg"))?;
+    let coordinates = printed_coordinates(&manifest, &photo)?;
+    let fleet = start_fleet_serving("motion", manifest).await?;
+    let app = App {
+        fleet: &fleet,
+        http: reqwest::Client::new(),
+        device_id: DEVICE,
+        client_ip: CLIENT_IP,
+    };
+    let account = "acct-portrait-7f3c9q";
+    app.create_account(account, json!({})).await?;
+    let job_id = app.submit(account, photo).await?;
+    let shown = app.wait_done(&job_id).await?;
+    anyhow::ensure!(
+        shown["runs"] == json!(["mtcnn@2.6.0", "motion@1"]),
+        "the job ran the detector: {shown}"
+    );
+    capture.wait_for_span("process job", &job_id).await?;
+    // Every object the store holds: the job's video and nothing else (the photo is gone).
+    let keys: Vec<String> = clipfleet_store::list_all(fleet.raw_store.as_ref(), "")
+        .await?
+        .into_iter()
+        .map(|object| object.key.as_str().to_owned())
+        .collect();
+    fleet.shutdown().await?;
+    anyhow::ensure!(
+        keys.len() == 1 && keys[0].starts_with("outputs/") && keys[0].contains(&job_id),
+        "the store holds more than the video: {keys:?}"
+    );
+
+    let logs = capture.logs().to_ascii_lowercase();
+    let spans = format!("{:?}", capture.spans()).to_ascii_lowercase();
+    let view = shown.to_string().to_ascii_lowercase();
+    // The scan looks where a leak would be: the job's own spans are there, its framing stage too.
+    anyhow::ensure!(
+        spans.contains(&job_id.to_ascii_lowercase()),
+        "the job is in no span"
+    );
+    anyhow::ensure!(spans.contains("\"frame\""), "the framing stage has no span");
+    let words = ["face", "landmark", "bbox", "focus"];
+    let mut leaks = Vec::new();
+    for (place, text) in [
+        ("logs", &logs),
+        ("spans", &spans),
+        ("the job's view", &view),
+    ] {
+        for needle in words
+            .iter()
+            .copied()
+            .chain(coordinates.iter().map(String::as_str))
+        {
+            if let Some(at) = text.find(needle) {
+                let from = at.saturating_sub(120);
+                let to = (at + needle.len() + 120).min(text.len());
+                let context: String = text
+                    .get(from..to)
+                    .map_or_else(|| needle.to_owned(), str::to_owned);
+                leaks.push(format!("{needle:?} in {place}: …{context}…"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "face data leaked:\n{}", leaks.join("\n"));
     Ok(())
 }

@@ -114,6 +114,7 @@ fn main() -> anyhow::Result<()> {
         match spec.role {
             ModelRole::Generator => "jobs/s",
             ModelRole::Interpolator => "frames/s",
+            ModelRole::Detector => "images/s",
         },
         "ms/pass",
         "GPU MiB used/total"
@@ -124,9 +125,15 @@ fn main() -> anyhow::Result<()> {
         // An interpolator's pass: one in-between frame per row, from two frames.
         let next = images.roll([4, 4], [2, 3]);
         let instants = Tensor::full([batch as i64], 0.5, (Kind::Float, device));
+        // A detector takes one image at a time: its "batch" is that many images in a row.
         let pass = || match spec.role {
-            ModelRole::Generator => loaded.model.generate(&images, &params, frames),
-            ModelRole::Interpolator => loaded.model.interpolate(&images, &next, &instants),
+            ModelRole::Generator => loaded.model.generate(&images, &params, frames).map(drop),
+            ModelRole::Interpolator => loaded
+                .model
+                .interpolate(&images, &next, &instants)
+                .map(drop),
+            ModelRole::Detector => (0..batch as i64)
+                .try_for_each(|row| loaded.model.detect(&images.narrow(0, row, 1)).map(drop)),
         };
         // One untimed pass at this shape (allocator growth, kernel choice).
         match pass() {
@@ -139,12 +146,12 @@ fn main() -> anyhow::Result<()> {
                 );
                 continue;
             }
-            other => drop(other?),
+            other => other?,
         }
         let passes = args.jobs.div_ceil(batch).max(1);
         let started = Instant::now();
         for _ in 0..passes {
-            drop(pass()?);
+            pass()?;
         }
         if let Device::Cuda(index) = device {
             tch::Cuda::synchronize(index as i64);

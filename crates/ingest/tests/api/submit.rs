@@ -41,7 +41,10 @@ async fn a_chain_is_asked_for_like_any_model_and_shows_its_stages() -> anyhow::R
     assert_eq!((jobs[0].params.frames, jobs[0].params.fps), (45, 24));
     let shown = fleet.get_json(&location).await?;
     assert_eq!(shown["model"], "motion-rife@1");
-    assert_eq!(shown["runs"], json!(["motion@1", "rife@3.9"]));
+    assert_eq!(
+        shown["runs"],
+        json!(["mtcnn@2.6.0", "motion@1", "rife@3.9"])
+    );
     fleet.stop().await?;
 
     // An interpolator is a chain's stage, never a pool's model.
@@ -110,7 +113,7 @@ async fn an_accepted_photo_is_sealed_recorded_and_queued() -> anyhow::Result<()>
     let shown = fleet.get_json(&location).await?;
     assert_eq!(shown["status"], "queued");
     assert_eq!(shown["model"], "motion@1");
-    assert_eq!(shown["runs"], json!(["motion@1"]));
+    assert_eq!(shown["runs"], json!(["mtcnn@2.6.0", "motion@1"]));
     let usage = fleet
         .ledger
         .list_usage(&clipfleet_proto::AccountId::new("acct-1".to_owned())?, 100)
