@@ -104,6 +104,78 @@ class Motion(torch.nn.Module):
         return torch.stack(out, dim=1).clamp(0.0, 1.0)
 
 
+def box_blur(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window, the window cut at the borders."""
+    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+
+
+def guided_smooth(x: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """He et al.'s guided filter with the image as its own guide, per channel: flattens texture
+    (skin, noise) where the local variance is under `eps`, keeps edges where it is over."""
+    mean = box_blur(x, radius)
+    var = box_blur(x * x, radius) - mean * mean
+    a = var / (var + eps)
+    b = mean - a * mean
+    return box_blur(a, radius) * x + box_blur(b, radius)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+
+class Beautify(torch.nn.Module):
+    """Face beautification as an image-to-image model (`output = "image"`, one frame): skin
+    smoothing (an edge-preserving guided filter, so eyes, lips and hair keep their edges), a warm
+    tone, and light lifted in the shadows. `params[1]` (strength, 0..1) scales all three."""
+
+    def forward(self, image: torch.Tensor, params: torch.Tensor, frames: int) -> torch.Tensor:
+        b = image.shape[0]
+        strength = params[:, 1].clamp(0.0, 1.0).view(b, 1, 1, 1)
+        smooth = guided_smooth(image, 4, 0.004)
+        x = image + (smooth - image) * (0.85 * strength)
+        # Warmth: a little more red, a little less blue.
+        warm = torch.tensor([1.04, 1.0, 0.95], dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+        x = x * (1.0 + (warm - 1.0) * strength)
+        # Light: lift the shadows (gamma under 1 on the luma, applied as a ratio).
+        y = luma(x).clamp(1e-4, 1.0)
+        lifted = y.pow(1.0 - 0.25 * strength)
+        x = (x * (lifted / y)).clamp(0.0, 1.0)
+        return x.unsqueeze(1).expand(-1, frames, -1, -1, -1).contiguous()
+
+
+class Portrait(torch.nn.Module):
+    """A stylised portrait as an image-to-image model (`output = "image"`, one frame): flat
+    colour regions (guided smoothing twice, then a soft posterise to a few levels), dark ink
+    lines on strong luminance edges, and a vignette centred on the focus (`params[4]`, `[5]`:
+    the face when framed). `params[1]` (strength, 0..1) sets how stylised."""
+
+    def forward(self, image: torch.Tensor, params: torch.Tensor, frames: int) -> torch.Tensor:
+        b, c, h, w = image.shape
+        strength = params[:, 1].clamp(0.0, 1.0).view(b, 1, 1, 1)
+        flat = guided_smooth(guided_smooth(image, 3, 0.01), 6, 0.02)
+        levels = 6.0
+        scaled = flat * levels
+        # A soft round: steps with smoothed risers, so gradients do not band harshly.
+        frac = scaled - scaled.floor()
+        poster = (scaled.floor() + torch.sigmoid((frac - 0.5) * 12.0)) / levels
+        x = flat + (poster - flat) * strength
+        # Ink: Sobel magnitude of the smoothed luma.
+        y = luma(flat)
+        kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=image.dtype, device=image.device)
+        gx = F.conv2d(F.pad(y, [1, 1, 1, 1], mode="replicate"), kx.view(1, 1, 3, 3))
+        gy = F.conv2d(F.pad(y, [1, 1, 1, 1], mode="replicate"), kx.t().contiguous().view(1, 1, 3, 3))
+        edges = ((gx * gx + gy * gy).sqrt() * 3.0 - 0.3).clamp(0.0, 1.0)
+        x = x * (1.0 - 0.8 * edges * strength)
+        # Vignette about the focus.
+        fx = params[:, 4].clamp(-1.0, 1.0).view(b, 1, 1, 1)
+        fy = params[:, 5].clamp(-1.0, 1.0).view(b, 1, 1, 1)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=image.dtype, device=image.device).view(1, 1, h, 1)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=image.dtype, device=image.device).view(1, 1, 1, w)
+        d2 = (xs - fx) * (xs - fx) + (ys - fy) * (ys - fy)
+        x = x * (1.0 - 0.35 * strength * (d2 / 2.0).clamp(0.0, 1.0))
+        return x.clamp(0.0, 1.0).unsqueeze(1).expand(-1, frames, -1, -1, -1).contiguous()
+
+
 class Cost(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -135,7 +207,12 @@ MODELS = [
     ("motion", "1", Motion(), (512, 512), 48, 24, 8, "camera motion: zoom, pan, parallax"),
     ("cost", "1", Cost(), (256, 256), 16, 16, 8, f"cost model: {COST_LAYERS}+2 conv3x3 layers of {COST_CHANNELS} channels per frame"),
     ("noop", "1", Noop(), (256, 256), 16, 16, 32, "repeats the input frame (dispatch overhead)"),
+    ("portrait", "1", Portrait(), (512, 512), 1, 1, 8, "stylised portrait: flat colour, ink lines, a vignette on the face (image)"),
+    ("beautify", "1", Beautify(), (512, 512), 1, 1, 8, "face beautification: skin smoothing, warm tone, lifted shadows (image)"),
 ]
+
+# Image-to-image models: one frame, delivered as a still image.
+IMAGE_MODELS = ("portrait", "beautify")
 
 
 ASPECTS = 'aspects = ["9:16", "3:4", "1:1", "4:3", "16:9"]\n'
@@ -151,9 +228,11 @@ def main() -> None:
         digest = save_scripted(scripted, path)
         # Shape-agnostic models (motion: affine_grid at the input's own H, W; noop) render every
         # aspect bucket at their input's pixel area.
-        aspects = ASPECTS if name in ("motion", "noop") else ""
-        # motion frames its photos on the faces MTCNN finds (the crop and the camera's focus).
-        framing = FRAMING if name == "motion" else ""
+        aspects = ASPECTS if name in ("motion", "noop") + IMAGE_MODELS else ""
+        # motion and the image models frame their photos on the faces MTCNN finds (the crop and
+        # the focus).
+        framing = FRAMING if name in ("motion",) + IMAGE_MODELS else ""
+        output = 'output = "image"\n' if name in IMAGE_MODELS else ""
         entries.append(f'''[[model]]
 name = "{name}"
 version = "{version}"
@@ -167,7 +246,7 @@ input = {{ width = {w}, height = {h} }}
 fps = {fps}
 batch = {{ max = {max_batch} }}
 dtype = "float32"
-{framing}''')
+{output}{framing}''')
         if name == "motion":
             torch.manual_seed(20261129)
             image = torch.rand(3, 3, 24, 32)
@@ -178,6 +257,13 @@ dtype = "float32"
             with torch.no_grad():
                 expected = scripted(image, params, 6)
             write_safetensors(os.path.join(HERE, "motion.expected.safetensors"), {"image": image, "params": params, "expected": expected})
+        if name in IMAGE_MODELS:
+            torch.manual_seed(20261207)
+            image = F.interpolate(torch.rand(2, 3, 6, 8), size=(24, 32), mode="bicubic", align_corners=False).clamp(0, 1)
+            params = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0, 0.5, -0.5]])
+            with torch.no_grad():
+                expected = scripted(image, params, 1)
+            write_safetensors(os.path.join(HERE, f"{name}.expected.safetensors"), {"image": image, "params": params, "expected": expected})
     cache = wheel_cache()
     rife = rife_export.export(HERE, cache)
     entries.append(f'''[[model]]

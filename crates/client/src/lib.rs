@@ -75,12 +75,23 @@ pub struct JobStatus {
     /// `{code, message}` for a failed job.
     #[serde(default)]
     pub error: Option<Value>,
-    /// `{url, size, expires_at_ms}` while the video is there.
+    /// `{url, size, expires_at_ms}` while a video job's video is there.
     #[serde(default)]
     pub video: Option<Value>,
-    /// The models its video goes through, in order (`name@version`; a chain's stages).
+    /// `{url, content_type, size, expires_at_ms}` while the output (video or image) is there.
+    #[serde(default)]
+    pub output: Option<Value>,
+    /// What the job makes: `video`, or `image` (a still, from an image-to-image model).
+    #[serde(default = "video_kind")]
+    pub kind: String,
+    /// The models its output goes through, in order (`name@version`; a framing detector, a
+    /// chain's stages).
     #[serde(default)]
     pub runs: Vec<String>,
+}
+
+fn video_kind() -> String {
+    "video".into()
 }
 
 impl JobStatus {
@@ -234,6 +245,15 @@ impl Client {
             }
             tokio::time::sleep(every).await;
         }
+    }
+
+    /// The job's output as stored: its MP4, or an image job's JPEG.
+    pub async fn output(&self, job_id: &str) -> Result<Bytes, ClientError> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("/v1/jobs/{job_id}/output"))
+            .send()
+            .await?;
+        expect(response, StatusCode::OK).await
     }
 
     /// The job's MP4.

@@ -237,9 +237,14 @@ pub enum TopologyCommand {
 pub struct GenerateArgs {
     /// The photo (JPEG, PNG, WebP, HEIC).
     pub photo: PathBuf,
-    /// Where the MP4 goes.
+    /// Where the output goes: the MP4, or for an image kind the JPEG.
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
+    /// What to make: `video` (the first pool's model, or `--model`), or an image-to-image
+    /// kind, named after its model in the manifest: `portrait` (a stylised portrait),
+    /// `beautify` (skin smoothing, tone, light).
+    #[arg(long, default_value = "video", conflicts_with = "model")]
+    pub kind: String,
     /// Camera motion: zoom_in, zoom_out, pan_left, pan_right, pan_up, pan_down, parallax.
     #[arg(long, default_value = "zoom_in")]
     pub motion: String,

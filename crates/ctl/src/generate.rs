@@ -1,4 +1,5 @@
-//! `generate` (the main job: a photo becomes a video through the real ingest HTTP path) and
+//! `generate` (the main job: a photo becomes a video, or with `--kind` a portrait or a
+//! beautified photo, through the real ingest HTTP path) and
 //! `up` (the whole fleet in one process, with the console), `console` (the console alone).
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
             .with_context(|| format!("read {}", args.photo.display()))
             .map_err(|err| Failure::new(Exit::NotFound, err))?,
     );
+    let model = args.model.clone().or_else(|| kind_model(&args.kind));
     let fleet = match &args.ingest {
         Some(_) => None,
         None => {
@@ -45,7 +47,7 @@ pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
             let mut options = FleetOptions::embedded()?;
             options.config = (*ctx.config).clone();
             options.janitor_every = None;
-            if let Some(model) = &args.model {
+            if let Some(model) = &model {
                 let manifest = Manifest::load(&options.manifest).map_err(anyhow::Error::from)?;
                 serve_model(&mut options.config, &manifest, model)?;
             }
@@ -54,11 +56,16 @@ pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
             Some(fleet)
         }
     };
-    let result = run_job(ctx, args, fleet.as_ref(), photo, started).await;
+    let result = run_job(ctx, args, model.as_deref(), fleet.as_ref(), photo, started).await;
     if let Some(fleet) = fleet {
         fleet.shutdown().await.context("stop the embedded fleet")?;
     }
     result
+}
+
+/// The model a `--kind` names: none for `video` (the pool's), else the image model of that name.
+fn kind_model(kind: &str) -> Option<String> {
+    (kind != "video").then(|| kind.to_owned())
 }
 
 /// `name` or `name@version` as the API's params.
@@ -110,6 +117,7 @@ fn serve_model(config: &mut Config, manifest: &Manifest, model: &str) -> CtlResu
 async fn run_job(
     ctx: &Ctx,
     args: &GenerateArgs,
+    model: Option<&str>,
     fleet: Option<&Fleet>,
     photo: Bytes,
     started: Instant,
@@ -128,7 +136,7 @@ async fn run_job(
         .await
         .map_err(client_failure)?;
     let mut params = json!({ "motion": args.motion, "aspect": args.aspect });
-    if let Some(model) = &args.model {
+    if let Some(model) = model {
         let (name, version) = model_params(model);
         params["model"] = json!(name);
         if let Some(version) = version {
@@ -168,12 +176,12 @@ async fn run_job(
             format!("job {} ended {}: {code}", status.job_id, status.status),
         ));
     }
-    let video = client
-        .video(&accepted.job_id)
+    let output = client
+        .output(&accepted.job_id)
         .await
         .map_err(client_failure)?;
-    std::fs::write(&args.out, &video).with_context(|| format!("write {}", args.out.display()))?;
-    // The photo goes right after the video is stored; the ledger hears of it by event.
+    std::fs::write(&args.out, &output).with_context(|| format!("write {}", args.out.display()))?;
+    // The photo goes right after the output is stored; the ledger hears of it by event.
     let mut status = status;
     let waited = Instant::now();
     while status.input_deleted_at_ms.is_none() && waited.elapsed() < Duration::from_secs(5) {
@@ -203,9 +211,10 @@ async fn run_job(
         _ => None,
     };
     let text = format!(
-        "{}: {} bytes (job {})\nmodels: {}\nsubmitted → succeeded {} ms; total {} ms\nphoto deleted from the store after generation: {}\n",
+        "{}: {} bytes, {} (job {})\nmodels: {}\nsubmitted → succeeded {} ms; total {} ms\nphoto deleted from the store after generation: {}\n",
         args.out.display(),
-        video.len(),
+        output.len(),
+        status.kind,
         accepted.job_id,
         status.runs.join(" → "),
         status
@@ -214,7 +223,7 @@ async fn run_job(
             .saturating_sub(status.submitted_at_ms),
         started.elapsed().as_millis(),
         match (photo_gone, after_ms) {
-            (true, Some(ms)) => format!("yes ({ms} ms after the video was stored)"),
+            (true, Some(ms)) => format!("yes ({ms} ms after the {} was stored)", status.kind),
             (true, None) => "yes".to_owned(),
             (false, _) => "NO".to_owned(),
         }
@@ -222,14 +231,15 @@ async fn run_job(
     if !photo_gone {
         return Err(Failure::msg(
             Exit::Failed,
-            format!("{text}the photo outlived its video"),
+            format!("{text}the photo outlived its {}", status.kind),
         ));
     }
     Ok(Report::new(
         json!({
             "job_id": accepted.job_id,
             "out": args.out.display().to_string(),
-            "bytes": video.len(),
+            "bytes": output.len(),
+            "kind": status.kind,
             "runs": status.runs,
             "photo_deleted": photo_gone,
             "photo_deleted_after_ms": after_ms,

@@ -168,6 +168,7 @@ fn generate_and_up() {
         Command::Generate(GenerateArgs {
             photo: "in.jpg".into(),
             out: "out.mp4".into(),
+            kind: "video".into(),
             motion: "parallax".into(),
             aspect: "9:16".into(),
             model: Some("motion-rife".into()),
@@ -177,6 +178,11 @@ fn generate_and_up() {
             timeout: Duration::from_secs(600),
         })
     );
+    let err = parse(&[
+        "generate", "in.jpg", "-o", "o.jpg", "--kind", "portrait", "--model", "m",
+    ])
+    .expect_err("a kind names its model");
+    assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
     let err = parse(&["generate", "in.jpg"]).expect_err("an output path is required");
     assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
     assert_eq!(

@@ -27,7 +27,7 @@ mod split;
 
 pub use clipfleet_models::{
     BatchLimits, ChainStage, Framing, InputSize, MANIFEST_VERSION, Manifest, ManifestError,
-    ModelDtype, ModelRole, ModelSpec,
+    ModelDtype, ModelOutput, ModelRole, ModelSpec,
 };
 pub use engine::{
     DetectRequest, Engine, EngineConfig, EngineStats, GenerateRequest, MAX_BATCH_LIMIT,

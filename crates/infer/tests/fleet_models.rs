@@ -44,7 +44,15 @@ fn the_real_manifest_loads_verifies_and_warms_every_model() {
     names.sort();
     assert_eq!(
         names,
-        ["cost@1", "motion@1", "mtcnn@2.6.0", "noop@1", "rife@3.9"]
+        [
+            "beautify@1",
+            "cost@1",
+            "motion@1",
+            "mtcnn@2.6.0",
+            "noop@1",
+            "portrait@1",
+            "rife@3.9"
+        ]
     );
     assert!(
         registry
@@ -94,6 +102,31 @@ fn motion_matches_pytorch_within_1e_5() {
             .double_value(&[])
     };
     assert!(diff(0, 1) > 1e-3 && diff(1, 2) > 1e-3 && diff(0, 2) > 1e-3);
+}
+
+#[test]
+fn image_models_match_pytorch_within_1e_5_and_change_the_photo() {
+    tch::set_num_threads(1);
+    for name in ["portrait", "beautify"] {
+        let model =
+            VideoModel::load(&models_dir().join(format!("{name}.pt")), Device::Cpu).expect("load");
+        let mut tensors = expected_tensors(&format!("{name}.expected.safetensors"));
+        let (image, params, expected) = (
+            take(&mut tensors, "image"),
+            take(&mut tensors, "params"),
+            take(&mut tensors, "expected"),
+        );
+        // One frame: an image model's contract is a generator's with frames = 1.
+        let still = model.generate(&image, &params, 1).expect("generate");
+        assert_eq!(still.size(), [2, 1, 3, 24, 32], "{name}");
+        let max_diff = (&still - &expected).abs().max().double_value(&[]);
+        assert!(max_diff < 1e-5, "{name}: max |rust - python| = {max_diff}");
+        let changed = (still.select(1, 0) - &image)
+            .abs()
+            .mean(Kind::Float)
+            .double_value(&[]);
+        assert!(changed > 1e-3, "{name} leaves the photo as it was");
+    }
 }
 
 fn image(seed: u8) -> RgbFrame {

@@ -1,6 +1,6 @@
-//! `GET /v1/jobs/{id}` (status, timings, error code), `GET /v1/jobs/{id}/video` (the unsealed
-//! MP4, ranges supported) and `DELETE /v1/jobs/{id}` (cancel a queued job; delete a finished
-//! job's video).
+//! `GET /v1/jobs/{id}` (status, timings, error code), `GET /v1/jobs/{id}/output` (the unsealed
+//! output, ranges supported: an MP4, or an image job's JPEG; `/video` is the same route under its
+//! first name) and `DELETE /v1/jobs/{id}` (cancel a queued job; delete a finished job's output).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use clipfleet_ledger::{DeletionReason, Job, JobStatus, NewDeletion, SubjectKind};
-use clipfleet_models::{Manifest, ModelSpec};
+use clipfleet_models::{Manifest, ModelOutput, ModelSpec};
 use clipfleet_proto::{ErrorCode, JobId, Timestamp};
 use clipfleet_store::{ObjectKey, StoreErrorKind, read_to_end};
 use serde_json::{Value, json};
@@ -27,22 +27,45 @@ fn ms(at: Option<Timestamp>) -> Value {
     at.map_or(Value::Null, |at| json!(at.unix_ms()))
 }
 
-/// The job as the API shows it; `runs` lists the models its video goes through (a chain's
-/// stages), from the manifest.
+/// What a stored output is, by its key: the media type and file extension served.
+fn output_type(key: Option<&str>) -> (&'static str, &'static str) {
+    match key {
+        Some(key) if key.ends_with(".jpg") => ("image/jpeg", "jpg"),
+        _ => ("video/mp4", "mp4"),
+    }
+}
+
+/// The job as the API shows it; `runs` lists the models its output goes through (a framing
+/// detector, a chain's stages), from the manifest; `kind` what it makes, and `output` where it
+/// is once stored (`video` too for a video job, the field's first name).
 pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
-    let runs = job
+    let spec = job
         .model
         .split_once('@')
-        .and_then(|(name, version)| manifest.find(name, version))
-        .map_or_else(|| vec![job.model.clone()], ModelSpec::runs);
-    let video =
+        .and_then(|(name, version)| manifest.find(name, version));
+    let runs = spec.map_or_else(|| vec![job.model.clone()], ModelSpec::runs);
+    // Its stored key says what it made; before that, its model does.
+    let kind = match (job.output_key.as_deref(), spec.map(|s| s.output)) {
+        (Some(key), _) if output_type(Some(key)).1 == "jpg" => "image",
+        (None, Some(ModelOutput::Image)) => "image",
+        _ => "video",
+    };
+    let output =
         (job.status == JobStatus::Succeeded && job.output_deleted_at.is_none()).then(|| {
             json!({
-                "url": format!("/v1/jobs/{}/video", job.id),
+                "url": format!("/v1/jobs/{}/output", job.id),
+                "content_type": output_type(job.output_key.as_deref()).0,
                 "size": job.output_size,
                 "expires_at_ms": ms(job.output_expires_at),
             })
         });
+    let video = output.as_ref().filter(|_| kind == "video").map(|output| {
+        json!({
+            "url": format!("/v1/jobs/{}/video", job.id),
+            "size": output["size"],
+            "expires_at_ms": output["expires_at_ms"],
+        })
+    });
     let error = job
         .error_code
         .map(|code| json!({ "code": code.as_str(), "message": job.error_message }));
@@ -52,6 +75,7 @@ pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
         "pool": job.pool.as_str(),
         "model": job.model,
         "runs": runs,
+        "kind": kind,
         "status": job.status.as_str(),
         "progress_pct": job.progress_pct,
         "attempts": job.attempts,
@@ -61,6 +85,7 @@ pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
         "input_deleted_at_ms": ms(job.input_deleted_at),
         "output_deleted_at_ms": ms(job.output_deleted_at),
         "error": error,
+        "output": output,
         "video": video,
     })
 }
@@ -84,7 +109,8 @@ pub(crate) async fn show(
     Ok(Json(view(&job, &state.deps.manifest)))
 }
 
-pub(crate) async fn video(
+/// `GET /v1/jobs/{id}/output` (and `/video`): the job's output as stored, unsealed.
+pub(crate) async fn output(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -98,14 +124,15 @@ pub(crate) async fn video(
         (_, status) if !status.is_terminal() => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
-                format!("job {} is {}: no video yet", job.id, status.as_str()),
+                format!("job {} is {}: no output yet", job.id, status.as_str()),
             ));
         }
-        _ => return Err(ApiError::not_found(format!("job {} has no video", job.id))),
+        _ => return Err(ApiError::not_found(format!("job {} has no output", job.id))),
     };
+    let (content_type, extension) = output_type(Some(key));
     let key = stored_key(key)?;
     caller
-        .record(&state, Some(&job.account_id), "job.video")
+        .record(&state, Some(&job.account_id), "job.output")
         .await;
     let stream = state.deps.store.get(&key).await?;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -148,7 +175,7 @@ pub(crate) async fn video(
         }
     };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(
         header::CACHE_CONTROL,
@@ -161,14 +188,14 @@ pub(crate) async fn video(
     insert(
         &mut response,
         header::CONTENT_DISPOSITION,
-        format!("inline; filename=\"{}.mp4\"", job.id),
+        format!("inline; filename=\"{}.{extension}\"", job.id),
     );
     Ok(response)
 }
 
 /// A key the ledger recorded; one that does not parse is a bug, not the caller's fault.
 fn stored_key(key: &str) -> Result<ObjectKey, ApiError> {
-    ObjectKey::new(key.to_owned()).map_err(|err| ApiError::internal("the job's video key", err))
+    ObjectKey::new(key.to_owned()).map_err(|err| ApiError::internal("the job's output key", err))
 }
 
 fn insert(response: &mut Response, name: header::HeaderName, value: String) {

@@ -166,7 +166,8 @@ impl Ingest {
                 "/v1/jobs/{id}",
                 get(crate::jobs::show).delete(crate::jobs::delete),
             )
-            .route("/v1/jobs/{id}/video", get(crate::jobs::video))
+            .route("/v1/jobs/{id}/output", get(crate::jobs::output))
+            .route("/v1/jobs/{id}/video", get(crate::jobs::output))
             .route("/v1/accounts", post(crate::accounts::create))
             .route(
                 "/v1/accounts/{id}",

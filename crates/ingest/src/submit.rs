@@ -22,10 +22,10 @@ use clipfleet_broker::{Outgoing, Topic};
 use clipfleet_config::PoolConfig;
 use clipfleet_ledger::{AccountStatus, Idempotency, Job, NewJob};
 use clipfleet_media::{Limits, probe};
-use clipfleet_models::ModelSpec;
+use clipfleet_models::{ModelOutput, ModelSpec};
 use clipfleet_proto::{
-    AccountId, Aspect, ErrorCode, GenerateJob, InputRef, JobId, ModelRef, Motion, Params, Priority,
-    SCHEMA_VERSION, Sha256Hex, Timestamp, encode,
+    AccountId, Aspect, ErrorCode, GenerateJob, InputRef, JobId, JobKind, ModelRef, Motion, Params,
+    Priority, Sha256Hex, Timestamp, encode,
 };
 use clipfleet_store::{ObjectKey, body_from_bytes};
 use clipfleet_telemetry::{inject_context, pseudonym, traceparent};
@@ -512,8 +512,13 @@ fn generate_job(
         u16::try_from(value).map_err(|_| ApiError::internal(what, "model shape over u16"))
     };
     let spec = &checked.spec;
+    let kind = match spec.output {
+        ModelOutput::Video => JobKind::Video,
+        ModelOutput::Image => JobKind::Image,
+    };
     Ok(GenerateJob {
-        v: SCHEMA_VERSION,
+        v: kind.schema_version(),
+        kind,
         job_id,
         account_id: checked.account.clone(),
         pool: checked.pool.name.clone(),

@@ -1,4 +1,4 @@
-//! Media for clipfleet: untrusted photos in, MP4 video out.
+//! Media for clipfleet: untrusted photos in, MP4 video (or a still JPEG) out.
 //!
 //! Intake takes JPEG, PNG, WebP and (with the `heic` feature) HEIC from users: recognised by
 //! magic bytes, probed from the header alone so oversize images and pixel bombs are refused
@@ -20,7 +20,9 @@
 //! - `intake`: [`probe`] (header only) and [`decode`] (bounded, oriented, RGB).
 //! - `jpeg`: the check that a JPEG's scans run to its end-of-image marker.
 //! - `heic`: libheif behind the `heic` feature.
-//! - `fit`: [`fit`] with [`FitMode`], resize and cover-crop.
+//! - `fit`: [`fit`] with [`FitMode`], resize and cover-crop; [`fit_around`] a point, [`fit_within`]
+//!   a box.
+//! - `still`: [`encode_jpeg`], one frame as a metadata-free JPEG (image-to-image jobs).
 //! - `encoder`: the [`VideoEncoder`] trait, frame checks, RGB → BT.709 I420.
 //! - `ffmpeg`: [`FfmpegEncoder`].
 //! - `h264`: [`Openh264Encoder`].
@@ -38,6 +40,7 @@ mod jpeg;
 mod limits;
 mod routed;
 mod sniff;
+mod still;
 
 pub use encoder::{MAX_FPS, MAX_FRAMES, MAX_VIDEO_SIDE_PX, VideoEncoder};
 pub use error::{MediaError, MediaErrorKind};
@@ -49,3 +52,4 @@ pub use intake::{ImageInfo, decode, probe};
 pub use limits::Limits;
 pub use routed::{DEFAULT_SMALL_CLIP_PIXELS, SizeRoutedEncoder};
 pub use sniff::{ImageFormat, sniff};
+pub use still::{STILL_JPEG_QUALITY, encode_jpeg};

@@ -64,6 +64,19 @@ pub enum ModelRole {
     Detector,
 }
 
+/// What a generator's job delivers: the frames it renders as an MP4, or its one frame as a
+/// still image (image-to-image: portraits, beautification). Jobs of an `image` model are
+/// `image` jobs on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelOutput {
+    /// An H.264 MP4 of `frames` frames at `fps`.
+    #[default]
+    Video,
+    /// A still image (JPEG, no metadata): the model renders `frames = 1`.
+    Image,
+}
+
 /// The detector an entry frames its photos with (`framing = { model = "mtcnn", version =
 /// "2.6.0" }`): the worker crops the photo around the faces it finds and hands the model their
 /// centre as the camera's focus, instead of the middle.
@@ -155,6 +168,9 @@ pub struct ModelSpec {
     /// the pixel budget of `input` (see [`ModelSpec::aspect_size`]). Empty: `input` only.
     #[serde(default)]
     pub aspects: Vec<String>,
+    /// What its jobs deliver (generators only): a video unless said.
+    #[serde(default)]
+    pub output: ModelOutput,
     /// The detector that frames its photos (generators and chains only). For a detector,
     /// `input` is the box a photo is scaled down into for detection.
     #[serde(default)]
@@ -369,6 +385,13 @@ impl Manifest {
                         "{where_}: file must be a path inside the manifest's folder"
                     )));
                 }
+            }
+            if spec.output == ModelOutput::Image
+                && (spec.role != ModelRole::Generator || spec.is_chain() || spec.frames != 1)
+            {
+                return Err(invalid(format!(
+                    "{where_}: an image model is a generator of one frame (frames = 1), not a chain"
+                )));
             }
             if let Some(framing) = &spec.framing {
                 check_framing(spec, framing, &raw.models)
@@ -709,6 +732,26 @@ batch = { max = 1 }
         for (model, detector, why) in bad {
             assert_refused(&format!("{model}{detector}"), why);
         }
+    }
+
+    #[test]
+    fn an_image_model_renders_one_frame() {
+        let image = ONE
+            .replace("frames = 8", "frames = 1")
+            .replace("dtype = \"float32\"", "output = \"image\"");
+        let manifest = Manifest::parse(&image, PathBuf::from("/m")).expect("valid");
+        assert_eq!(manifest.models[0].output, ModelOutput::Image);
+        assert_eq!(
+            Manifest::parse(ONE, PathBuf::from("/m"))
+                .expect("valid")
+                .models[0]
+                .output,
+            ModelOutput::Video
+        );
+        assert_refused(
+            &ONE.replace("dtype = \"float32\"", "output = \"image\""),
+            "one frame",
+        );
     }
 
     #[test]

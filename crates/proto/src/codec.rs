@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorCode, MIN_SUPPORTED_VERSION, SCHEMA_VERSION};
+use crate::{ErrorCode, MAX_SUPPORTED_VERSION, MIN_SUPPORTED_VERSION};
 
 /// Largest message accepted. Messages carry references, never media, so a few KiB is typical;
 /// the bound stops a hostile or broken producer from making a consumer parse megabytes.
@@ -227,7 +227,7 @@ struct VersionProbe {
 }
 
 fn supported(version: u32) -> bool {
-    (MIN_SUPPORTED_VERSION..=SCHEMA_VERSION).contains(&version)
+    (MIN_SUPPORTED_VERSION..=MAX_SUPPORTED_VERSION).contains(&version)
 }
 
 fn unsupported(kind: &'static str, got: u32) -> DecodeError {
@@ -235,7 +235,7 @@ fn unsupported(kind: &'static str, got: u32) -> DecodeError {
         kind,
         got,
         min: MIN_SUPPORTED_VERSION,
-        max: SCHEMA_VERSION,
+        max: MAX_SUPPORTED_VERSION,
     }
 }
 

@@ -70,6 +70,38 @@ impl Default for Aspect {
     }
 }
 
+open_enum! {
+    /// What a job makes of its photo. Absent on the wire means `video`, and is how `video` is
+    /// written (schema version 1). A job of any other kind is written at schema version 2
+    /// ([`JobKind::schema_version`]): a reader of version 1 alone would run it as a video, so it
+    /// must refuse it instead (`unsupported version`, dead-lettered `undecodable`).
+    pub enum JobKind {
+        /// Photo in, MP4 out: image-to-video.
+        Video = "video",
+        /// Photo in, still image out: image-to-image (portraits, beautification).
+        Image = "image",
+    }
+}
+
+impl JobKind {
+    fn is_video(&self) -> bool {
+        *self == JobKind::Video
+    }
+
+    /// The schema version a job of this kind is written at: 1 for `video`, 2 for the rest.
+    pub fn schema_version(self) -> u32 {
+        if self.is_video() { 1 } else { 2 }
+    }
+}
+
+// By hand, as `Aspect`'s.
+#[allow(clippy::derivable_impls)]
+impl Default for JobKind {
+    fn default() -> Self {
+        JobKind::Video
+    }
+}
+
 /// A SHA-256 digest as 64 lowercase hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -159,7 +191,7 @@ pub struct Params {
     pub aspect: Aspect,
 }
 
-/// A request to turn one photo into one video.
+/// A request to turn one photo into one video, or (by `kind`) one still image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateJob {
     /// Schema version ([`crate::SCHEMA_VERSION`] when written by this crate).
@@ -176,6 +208,9 @@ pub struct GenerateJob {
     pub input: InputRef,
     /// Rendering parameters.
     pub params: Params,
+    /// What it makes: a video, or (schema version 2) a still image. Absent means `video`.
+    #[serde(default, skip_serializing_if = "JobKind::is_video")]
+    pub kind: JobKind,
     /// Scheduling class.
     pub priority: Priority,
     /// When ingest accepted the job.
@@ -216,6 +251,16 @@ impl Message for GenerateJob {
         if self.input.key.is_empty() || self.input.key.len() > MAX_KEY_BYTES {
             return Err(Invalid(format!(
                 "input.key must be 1..={MAX_KEY_BYTES} bytes"
+            )));
+        }
+        if self.kind == JobKind::Unknown {
+            return Err(Invalid("kind is not one this reader serves".into()));
+        }
+        if self.v < self.kind.schema_version() {
+            return Err(Invalid(format!(
+                "a {} job is schema version {} or later",
+                self.kind,
+                self.kind.schema_version()
             )));
         }
         let p = &self.params;

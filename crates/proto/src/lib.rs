@@ -34,12 +34,20 @@ pub use codec::{DecodeError, EncodeError, MAX_MESSAGE_BYTES, Message, decode, en
 pub use control::{Control, ControlCommand};
 pub use event::{EventBatch, EventKind, JobEvent, MAX_EVENTS_PER_BATCH, StageDurations};
 pub use ids::{AccountId, IdError, JobId, PoolName, WorkerId};
-pub use job::{Aspect, GenerateJob, InputRef, ModelRef, Motion, Params, Priority, Sha256Hex};
+pub use job::{
+    Aspect, GenerateJob, InputRef, JobKind, ModelRef, Motion, Params, Priority, Sha256Hex,
+};
 pub use time::Timestamp;
 
 /// The schema version this crate writes into `v`. Additive changes (a new optional field, a new
-/// enum value) keep it; only a change an existing reader would misread bumps it.
+/// enum value) keep it; only a change an existing reader would misread bumps it. A job of a kind
+/// other than video is the one exception: it is written at its kind's version
+/// ([`JobKind::schema_version`]), so readers of version 1 refuse it.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The newest schema version this crate reads: 2, which adds a job's `kind` (what a reader of 1
+/// alone would misread) and nothing else, so every other message reads the same at 1 and 2.
+pub const MAX_SUPPORTED_VERSION: u32 = 2;
 
 /// The oldest schema version this crate still reads.
 pub const MIN_SUPPORTED_VERSION: u32 = 1;

@@ -5,9 +5,9 @@ use std::fs;
 use std::path::Path;
 
 use clipfleet_proto::{
-    AccountId, Control, DecodeError, EventBatch, GenerateJob, InputRef, JobId, MAX_MESSAGE_BYTES,
-    ModelRef, Motion, Params, PoolName, Priority, SCHEMA_VERSION, Sha256Hex, Timestamp, decode,
-    encode,
+    AccountId, Control, DecodeError, EventBatch, GenerateJob, InputRef, JobId, JobKind,
+    MAX_MESSAGE_BYTES, MAX_SUPPORTED_VERSION, ModelRef, Motion, Params, PoolName, Priority,
+    SCHEMA_VERSION, Sha256Hex, Timestamp, decode, encode,
 };
 use proptest::prelude::*;
 
@@ -93,8 +93,15 @@ fn valid_job() -> impl Strategy<Value = GenerateJob> {
                 let (motion, paid, submitted, deadline) = rest;
                 let job_id = JobId::from_ulid(ulid::Ulid(ulid));
                 let account_id = AccountId::new(account).expect("account");
+                // Both kinds, each at its schema version.
+                let kind = if seed % 2 == 0 {
+                    JobKind::Video
+                } else {
+                    JobKind::Image
+                };
                 GenerateJob {
-                    v: SCHEMA_VERSION,
+                    v: kind.schema_version(),
+                    kind,
                     input: InputRef {
                         key: format!("inputs/{account_id}/{job_id}"),
                         size: u64::from(width) * u64::from(height),
@@ -235,7 +242,7 @@ fn rule_breaking_values_are_invalid() {
 
 #[test]
 fn other_schema_versions_are_refused_by_name() {
-    for v in [0u32, SCHEMA_VERSION + 1, u32::MAX] {
+    for v in [0u32, MAX_SUPPORTED_VERSION + 1, u32::MAX] {
         let bytes = with_field("generate_job.minimal.msgpack", "v", rmpv::Value::from(v));
         match decode::<GenerateJob>(&bytes) {
             Err(DecodeError::UnsupportedVersion { got, .. }) => assert_eq!(got, v),
@@ -243,7 +250,11 @@ fn other_schema_versions_are_refused_by_name() {
         }
     }
     // A future version that reshaped the message is still reported as a version problem.
-    let reshaped = with_field("generate_job.minimal.msgpack", "v", rmpv::Value::from(2));
+    let reshaped = with_field(
+        "generate_job.minimal.msgpack",
+        "v",
+        rmpv::Value::from(MAX_SUPPORTED_VERSION + 1),
+    );
     let reshaped = {
         let mut value = rmpv::decode::read_value(&mut reshaped.as_slice()).expect("msgpack");
         let rmpv::Value::Map(entries) = &mut value else {
@@ -256,7 +267,7 @@ fn other_schema_versions_are_refused_by_name() {
     };
     assert!(matches!(
         decode::<GenerateJob>(&reshaped),
-        Err(DecodeError::UnsupportedVersion { got: 2, .. })
+        Err(DecodeError::UnsupportedVersion { got, .. }) if got == MAX_SUPPORTED_VERSION + 1
     ));
 }
 

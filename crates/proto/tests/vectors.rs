@@ -10,7 +10,9 @@ use std::fmt::Debug;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use clipfleet_proto::{Control, EventBatch, GenerateJob, Message, decode, encode};
+use clipfleet_proto::{
+    Control, DecodeError, EventBatch, GenerateJob, JobKind, Message, decode, encode,
+};
 use serde::de::DeserializeOwned;
 
 fn vectors_dir() -> PathBuf {
@@ -150,6 +152,38 @@ fn check_compat<M: Message + PartialEq + Debug>(kind: &str) -> usize {
 #[test]
 fn old_reader_accepts_newer_generate_job() {
     assert!(check_compat::<GenerateJob>("generate_job") >= 1);
+}
+
+/// An image job is schema version 2: a reader of version 1 alone refuses it by its version (it is
+/// dead-lettered `undecodable`, never run as a video). This reader reads it, and refuses one that
+/// claims version 1, or names a kind this reader does not serve.
+#[test]
+fn an_image_job_is_version_2_and_refused_where_it_would_be_misread() {
+    let path = vectors_dir().join("generate_job.image.json");
+    let wire: serde_json::Value = read_json(&path);
+    let job: GenerateJob = decode(&json_to_msgpack(&wire)).expect("an image job reads");
+    assert_eq!((job.v, job.kind), (2, JobKind::Image));
+    assert_eq!(JobKind::Image.schema_version(), 2);
+    assert_eq!(JobKind::Video.schema_version(), 1);
+    let minimal: GenerateJob = read_json(&vectors_dir().join("generate_job.minimal.json"));
+    assert_eq!(
+        (minimal.v, minimal.kind),
+        (1, JobKind::Video),
+        "absent kind is video"
+    );
+    for (field, value, why) in [
+        ("v", serde_json::json!(1), "schema version 2"),
+        ("kind", serde_json::json!("hologram"), "kind"),
+    ] {
+        let mut changed = wire.clone();
+        changed[field] = value;
+        match decode::<GenerateJob>(&json_to_msgpack(&changed)) {
+            Err(DecodeError::Invalid { source, .. }) => {
+                assert!(source.to_string().contains(why), "{source}");
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -37,6 +37,11 @@ impl ObjectKey {
         ObjectKey(format!("outputs/{account}/{job}.mp4"))
     }
 
+    /// `outputs/<account>/<job>.jpg`: an image job's still image, kept and deleted like a video.
+    pub fn output_image(account: &AccountId, job: JobId) -> Self {
+        ObjectKey(format!("outputs/{account}/{job}.jpg"))
+    }
+
     /// `tombstones/<account>`: marks an erased account; workers check it before running a job.
     pub fn tombstone(account: &AccountId) -> Self {
         ObjectKey(format!("tombstones/{account}"))
@@ -174,6 +179,7 @@ mod tests {
         for key in [
             ObjectKey::input(&account, job),
             ObjectKey::output(&account, job),
+            ObjectKey::output_image(&account, job),
             ObjectKey::tombstone(&account),
         ] {
             let shown = key.redacted().to_string();
@@ -197,6 +203,7 @@ mod tests {
         for key in [
             ObjectKey::input(&account, job),
             ObjectKey::output(&account, job),
+            ObjectKey::output_image(&account, job),
             ObjectKey::tombstone(&account),
         ] {
             assert_eq!(ObjectKey::new(key.as_str()).unwrap(), key);

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clipfleet_broker::{Delivery, LeaseHeartbeat};
 use clipfleet_infer::{
-    DetectRequest, GenerateRequest, InferError, InferErrorKind, ModelSpec, RgbFrame,
+    DetectRequest, GenerateRequest, InferError, InferErrorKind, ModelOutput, ModelSpec, RgbFrame,
 };
-use clipfleet_media::{MediaError, RgbImage, decode, fit_around, fit_within};
+use clipfleet_media::{
+    MediaError, RgbImage, STILL_JPEG_QUALITY, decode, encode_jpeg, fit_around, fit_within,
+};
 use clipfleet_proto::{
-    Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, Motion, Sha256Hex, StageDurations,
-    Timestamp,
+    Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, JobKind, Motion, Sha256Hex,
+    StageDurations, Timestamp,
 };
 use clipfleet_store::{ObjectKey, StoreErrorKind, body_from_bytes, read_to_end};
 use clipfleet_telemetry::{pseudonym, set_parent_from_headers};
@@ -130,7 +132,11 @@ pub(crate) fn event(shared: &Shared, job: &GenerateJob, kind: EventKind) -> JobE
 async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<Outcome, JobError> {
     tracing::debug!("job received");
     let input = ObjectKey::input(&job.account_id, job.job_id);
-    let output = ObjectKey::output(&job.account_id, job.job_id);
+    // What the job delivers names its object: a video, or (an image job) a still image.
+    let output = match job.kind {
+        JobKind::Image => ObjectKey::output_image(&job.account_id, job.job_id),
+        _ => ObjectKey::output(&job.account_id, job.job_id),
+    };
     if now() > job.deadline {
         return Err(JobError::Terminal(
             ErrorCode::Expired,
@@ -177,6 +183,21 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
                 ),
             )
         })?;
+    let served = match spec.output {
+        ModelOutput::Video => JobKind::Video,
+        ModelOutput::Image => JobKind::Image,
+    };
+    if job.kind != served {
+        return Err(JobError::Terminal(
+            ErrorCode::InvalidParams,
+            format!(
+                "a {} job for {}, which makes a {}",
+                job.kind,
+                spec.key(),
+                served
+            ),
+        ));
+    }
     let motion = Motion::KNOWN
         .iter()
         .position(|m| *m == job.params.motion)
@@ -264,7 +285,14 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             data: f.data,
         })
         .collect();
-    let mp4 = if encoder.is_quick(&frames) {
+    let still = spec.output == ModelOutput::Image;
+    let encoded = if still {
+        // An image job: its one frame as a JPEG, written from pixels alone (no metadata).
+        let frame = frames.first().ok_or_else(|| {
+            JobError::Terminal(ErrorCode::ModelError, "the model rendered no frame".into())
+        })?;
+        info_span!("encode").in_scope(|| encode_jpeg(frame, STILL_JPEG_QUALITY))
+    } else if encoder.is_quick(&frames) {
         // Cheaper in place than handing it to the blocking pool and back (two thread wake-ups).
         info_span!("encode").in_scope(|| encoder.encode(&frames, fps))
     } else {
@@ -279,13 +307,18 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     stages.encode_ms = ms(started.elapsed());
 
     let started = Instant::now();
-    let size = mp4.len() as u64;
+    let size = encoded.len() as u64;
+    let (stored, span) = if still {
+        ("store image", info_span!("store image", image_bytes = size))
+    } else {
+        ("store video", info_span!("store video", video_bytes = size))
+    };
     shared
         .store
-        .put(&output, body_from_bytes(mp4))
-        .instrument(info_span!("store video", video_bytes = size))
+        .put(&output, body_from_bytes(encoded))
+        .instrument(span)
         .await
-        .map_err(|err| store_error("store video", err))?;
+        .map_err(|err| store_error(stored, err))?;
     stages.store_ms = ms(started.elapsed());
     finish(shared, delivery, job, &input, &output, size, stages).await
 }

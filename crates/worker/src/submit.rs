@@ -7,11 +7,11 @@
 use std::time::SystemTime;
 
 use clipfleet_broker::{Broker, Outgoing, Topic};
-use clipfleet_infer::ModelSpec;
+use clipfleet_infer::{ModelOutput, ModelSpec};
 use clipfleet_media::sniff;
 use clipfleet_proto::{
-    AccountId, GenerateJob, InputRef, JobId, ModelRef, Motion, Params, PoolName, Priority,
-    SCHEMA_VERSION, Sha256Hex, Timestamp, encode,
+    AccountId, GenerateJob, InputRef, JobId, JobKind, ModelRef, Motion, Params, PoolName, Priority,
+    Sha256Hex, Timestamp, encode,
 };
 use clipfleet_store::{ObjectKey, ObjectStore, body_from_bytes};
 use sha2::{Digest, Sha256};
@@ -33,8 +33,12 @@ pub fn job_for_photo(
         |f| format!("image/{}", f.name()),
     );
     let narrow = |value: u32| u16::try_from(value).unwrap_or(u16::MAX);
+    let kind = match model.output {
+        ModelOutput::Video => JobKind::Video,
+        ModelOutput::Image => JobKind::Image,
+    };
     GenerateJob {
-        v: SCHEMA_VERSION,
+        v: kind.schema_version(),
         job_id,
         account_id: account.clone(),
         pool: pool.clone(),
@@ -57,6 +61,7 @@ pub fn job_for_photo(
             motion,
             aspect: clipfleet_proto::Aspect::Auto,
         },
+        kind,
         priority: Priority::Free,
         submitted_at: Timestamp::from_system_time(SystemTime::now()),
         deadline,

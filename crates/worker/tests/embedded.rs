@@ -14,8 +14,8 @@ use clipfleet_infer::{
 };
 use clipfleet_media::Openh264Encoder;
 use clipfleet_proto::{
-    AccountId, Aspect, ErrorCode, EventBatch, EventKind, GenerateJob, JobId, Motion, PoolName,
-    Timestamp, WorkerId, decode,
+    AccountId, Aspect, ErrorCode, EventBatch, EventKind, GenerateJob, JobId, JobKind, Motion,
+    PoolName, Timestamp, WorkerId, decode,
 };
 use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
@@ -132,7 +132,7 @@ impl Fleet {
     /// Stores `photo` sealed and publishes its job, due `deadline_in_ms` from now (negative:
     /// already past); returns the job.
     async fn submit(&self, photo: &[u8], deadline_in_ms: i64, motion: Motion) -> GenerateJob {
-        self.submit_in(photo, deadline_in_ms, motion, Aspect::Auto)
+        self.submit_with(photo, deadline_in_ms, motion, |_| {})
             .await
     }
 
@@ -144,6 +144,20 @@ impl Fleet {
         motion: Motion,
         aspect: Aspect,
     ) -> GenerateJob {
+        self.submit_with(photo, deadline_in_ms, motion, |job| {
+            job.params.aspect = aspect;
+        })
+        .await
+    }
+
+    /// [`Fleet::submit`] with the job message changed by `edit` first.
+    async fn submit_with(
+        &self,
+        photo: &[u8],
+        deadline_in_ms: i64,
+        motion: Motion,
+        edit: impl FnOnce(&mut GenerateJob),
+    ) -> GenerateJob {
         let now = Timestamp::from_system_time(SystemTime::now()).unix_ms();
         let deadline = Timestamp::from_unix_ms(now.saturating_add_signed(deadline_in_ms));
         let mut job = job_for_photo(
@@ -154,7 +168,7 @@ impl Fleet {
             motion,
             deadline,
         );
-        job.params.aspect = aspect;
+        edit(&mut job);
         submit(
             self.broker.as_ref(),
             self.store.as_ref(),
@@ -260,6 +274,14 @@ impl Fleet {
             .await
             .expect("read video")
             .to_vec()
+    }
+
+    /// Whether nothing of `job` is stored: no photo, no video, no image.
+    async fn kept_nothing(&self, job: &GenerateJob) -> bool {
+        let (account, id) = (&job.account_id, job.job_id);
+        self.gone(&ObjectKey::input(account, id)).await
+            && self.gone(&ObjectKey::output(account, id)).await
+            && self.gone(&ObjectKey::output_image(account, id)).await
     }
 
     async fn gone(&self, key: &ObjectKey) -> bool {
@@ -846,4 +868,85 @@ async fn a_portrait_s_face_stays_in_the_frame_where_the_middle_would_lose_it() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_jobs_store_a_metadata_free_jpeg_and_a_mismatched_kind_fails() {
+    // The image-to-image models at a 256x256 budget, framed by MTCNN as in the real manifest.
+    let small = |name: &str| {
+        entry(name).replace(
+            "input = { width = 512, height = 512 }",
+            "input = { width = 256, height = 256 }",
+        )
+    };
+    let manifest = write_manifest(
+        "images",
+        &format!(
+            "version = 1\n[[model]]{}[[model]]{}[[model]]{}",
+            small("portrait"),
+            small("beautify"),
+            entry("mtcnn")
+        ),
+        &["portrait.pt", "beautify.pt", "mtcnn.pt"],
+    );
+    // A phone's photo stored sideways (EXIF orientation 6): the still is portrait, and keeps none
+    // of the photo's metadata.
+    let photo = clipfleet_testkit::with_exif_orientation(&jpeg(400, 300), 6);
+    for model in ["portrait", "beautify"] {
+        let fleet = Fleet::with_manifest(&manifest, |m| m.name == model).await;
+        let job = fleet.submit(&photo, 600_000, Motion::ZoomIn).await;
+        assert_eq!((job.v, job.kind), (2, JobKind::Image), "{model}");
+        let (stop, worker) = fleet.start(fleet.config());
+        let events = fleet.wait_for_terminal(1).await;
+        let _ = stop.send(());
+        assert_eq!(worker.await.expect("worker").succeeded, 1, "{model}");
+        let output = ObjectKey::output_image(&job.account_id, job.job_id);
+        assert!(
+            events.iter().any(|e| matches!(
+                &e.event,
+                EventKind::Succeeded { output_key, .. } if output_key == output.as_str()
+            )),
+            "{model}: {events:?}"
+        );
+        assert!(
+            fleet
+                .gone(&ObjectKey::input(&job.account_id, job.job_id))
+                .await
+        );
+        let jpeg = read_to_end(fleet.store.get(&output).await.expect("image"), 16 << 20)
+            .await
+            .expect("read");
+        let still = image::load_from_memory(&jpeg).expect("a JPEG").to_rgb8();
+        let bucket = fleet.model.aspect_size("3:4").expect("3:4");
+        assert_eq!(still.dimensions(), bucket, "{model}");
+        for marker in [[0xFF, 0xE1], [0xFF, 0xE2], [0xFF, 0xFE]] {
+            assert!(
+                !jpeg.windows(2).any(|w| w == marker),
+                "{model}: metadata {marker:02x?}"
+            );
+        }
+    }
+    // A video job for an image model: the kinds disagree, the job fails and leaves nothing.
+    let fleet = Fleet::with_manifest(&manifest, |m| m.name == "portrait").await;
+    let job = fleet
+        .submit_with(&photo, 600_000, Motion::ZoomIn, |job| {
+            (job.v, job.kind) = (1, JobKind::Video);
+        })
+        .await;
+    let (stop, worker) = fleet.start(fleet.config());
+    let events = fleet.wait_for_terminal(1).await;
+    let _ = stop.send(());
+    worker.await.expect("worker");
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.event,
+            EventKind::Failed {
+                code: ErrorCode::InvalidParams,
+                retryable: false,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(fleet.kept_nothing(&job).await);
 }

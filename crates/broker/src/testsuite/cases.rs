@@ -452,6 +452,7 @@ fn sample_job(pool: &PoolName) -> GenerateJob {
             motion: Motion::ZoomIn,
             aspect: clipfleet_proto::Aspect::Auto,
         },
+        kind: clipfleet_proto::JobKind::Video,
         priority: Priority::Free,
         submitted_at: Timestamp::from_unix_ms(1),
         deadline: Timestamp::from_unix_ms(2),

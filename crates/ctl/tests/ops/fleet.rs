@@ -203,15 +203,15 @@ async fn fleet_workers_exit(fleet: &Fleet) -> bool {
     }
 }
 
-#[test]
-fn generate_turns_the_sample_photo_into_an_mp4_through_ingest() {
-    let out = std::env::temp_dir().join(format!("clipctl-generate-{}.mp4", std::process::id()));
+/// `clipctl generate SAMPLE -o OUT ARGS --output json` on embedded defaults: its JSON report.
+fn generate(sample: &str, out: &std::path::Path, args: &[&str]) -> serde_json::Value {
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_clipctl"))
         .arg("generate")
-        .arg(repo_root().join("models/samples/hillside.jpg"))
+        .arg(repo_root().join("models/samples").join(sample))
         .arg("-o")
-        .arg(&out)
-        .args(["--motion", "pan_left", "--output", "json"])
+        .arg(out)
+        .args(args)
+        .args(["--output", "json"])
         .env_remove("LD_LIBRARY_PATH")
         .env_remove("CLIPFLEET_CONFIG")
         .output()
@@ -224,6 +224,13 @@ fn generate_turns_the_sample_photo_into_an_mp4_through_ingest() {
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("json report");
     assert_eq!(report["photo_deleted"], true, "{report}");
+    report
+}
+
+#[test]
+fn generate_turns_the_samples_into_an_mp4_and_a_portrait_through_ingest() {
+    let out = std::env::temp_dir().join(format!("clipctl-generate-{}.mp4", std::process::id()));
+    let report = generate("hillside.jpg", &out, &["--motion", "pan_left"]);
     assert_eq!(
         report["runs"],
         serde_json::json!(["mtcnn@2.6.0", "motion@1"]),
@@ -232,6 +239,19 @@ fn generate_turns_the_sample_photo_into_an_mp4_through_ingest() {
     let mp4 = std::fs::read(&out).expect("mp4 written");
     assert_eq!(&mp4[4..8], b"ftyp", "an MP4");
     assert_eq!(report["bytes"], mp4.len());
+    std::fs::remove_file(&out).expect("clean up");
+
+    // The image kinds: the portrait sample as a stylised portrait, a JPEG through the same API.
+    let out = out.with_extension("jpg");
+    let report = generate("portrait.jpg", &out, &["--kind", "portrait"]);
+    assert_eq!(report["kind"], "image", "{report}");
+    assert_eq!(
+        report["runs"],
+        serde_json::json!(["mtcnn@2.6.0", "portrait@1"]),
+        "{report}"
+    );
+    let jpeg = std::fs::read(&out).expect("jpeg written");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
     std::fs::remove_file(&out).expect("clean up");
 
     let unreachable = std::process::Command::new(env!("CARGO_BIN_EXE_clipctl"))

@@ -11,12 +11,39 @@ use clipfleet_broker::{
     Outgoing, PoolSpec, QueueDepth, QueueRef, Receive, Topic,
 };
 use clipfleet_ledger::JobStatus;
-use clipfleet_proto::{JobId, Motion, PoolName};
+use clipfleet_proto::{JobId, JobKind, Motion, PoolName};
 use clipfleet_store::{ObjectKey, read_to_end};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::fleet::{Fleet, error_code, jpeg};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_model_s_job_is_an_image_job_on_the_wire() -> anyhow::Result<()> {
+    let fleet = Fleet::embedded(&[
+        ("CLIPFLEET_POOLS__0__MODEL", "portrait"),
+        ("CLIPFLEET_POOLS__0__MODEL_VERSION", "1"),
+    ])
+    .await?;
+    fleet.create_account("acct-1", json!({})).await?;
+    let response = fleet
+        .submit("acct-1", jpeg(640, 480), json!({"model": "portrait"}), None)
+        .await?;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str()?.to_owned();
+    let jobs = fleet.take_jobs(1).await?;
+    // Schema version 2 (a reader of 1 alone refuses it), one frame.
+    assert_eq!(
+        (jobs[0].v, jobs[0].kind, jobs[0].params.frames),
+        (2, JobKind::Image, 1)
+    );
+    let shown = fleet.get_json(&location).await?;
+    assert_eq!(shown["kind"], "image");
+    assert_eq!(shown["runs"], json!(["mtcnn@2.6.0", "portrait@1"]));
+    assert_eq!(shown["output"], Value::Null, "nothing stored yet");
+    fleet.stop().await?;
+    Ok(())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_is_asked_for_like_any_model_and_shows_its_stages() -> anyhow::Result<()> {
