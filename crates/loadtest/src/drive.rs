@@ -294,13 +294,15 @@ async fn wait(shared: &Shared, job_id: &str, submit_latency: Duration) -> End {
 const SAMPLE_MARGIN_MS: u64 = 1_000;
 
 /// For the first [`VIDEO_SAMPLES`] succeeded jobs with enough of their TTL left, fetches the
-/// video and checks it is an MP4 (`ftyp` box first). A refusal counts only if the video should
-/// still have lived when the fetch ended: on a loaded fleet a job may be seen late.
+/// output and checks it is what the job says it made: an MP4 (`ftyp` box first), or an image
+/// job's JPEG (`FF D8`). A refusal counts only if the output should still have lived when the
+/// fetch ended: on a loaded fleet a job may be seen late.
 async fn sample_video(shared: &Shared, status: &JobStatus) -> Option<Result<usize, String>> {
     let expires_at_ms = status
-        .video
+        .output
         .as_ref()
-        .and_then(|video| video.get("expires_at_ms"))
+        .or(status.video.as_ref())
+        .and_then(|output| output.get("expires_at_ms"))
         .and_then(Value::as_u64)?;
     let alive = || unix_now_ms() + SAMPLE_MARGIN_MS < expires_at_ms;
     if status.status != "succeeded" || !alive() {
@@ -309,9 +311,15 @@ async fn sample_video(shared: &Shared, status: &JobStatus) -> Option<Result<usiz
     if shared.sampled.fetch_add(1, Ordering::Relaxed) >= VIDEO_SAMPLES {
         return None;
     }
-    let fetched = match shared.client.video(&status.job_id).await {
-        Ok(video) if video.get(4..8) == Some(b"ftyp".as_slice()) => Ok(video.len()),
-        Ok(video) => Err(format!("{} bytes that are not an MP4", video.len())),
+    let image = status.kind == "image";
+    let fetched = match shared.client.output(&status.job_id).await {
+        Ok(jpeg) if image && jpeg.starts_with(&[0xFF, 0xD8]) => Ok(jpeg.len()),
+        Ok(mp4) if !image && mp4.get(4..8) == Some(b"ftyp".as_slice()) => Ok(mp4.len()),
+        Ok(other) => Err(format!(
+            "{} bytes that are not the {} it made",
+            other.len(),
+            if image { "JPEG" } else { "MP4" }
+        )),
         Err(err) => Err(err.to_string()),
     };
     if fetched.is_err() && !alive() {

@@ -5,11 +5,12 @@
 //! - `photo_deleted`: every ended job shows its photo deleted (`input_deleted_at_ms`), within a
 //!   grace after it ended (the worker deletes it right after the video; the ledger hears of it
 //!   by event);
-//! - `video_served`: a sample of succeeded jobs served an MP4 when first seen (while, by this
-//!   machine's clock, at least a second of their TTL was left), so the refusal below cannot
-//!   pass on a fleet that never serves videos;
-//! - `video_expired`: past its TTL plus a janitor interval, every succeeded job shows its video
-//!   deleted (`output_deleted_at_ms`, no `video`), and `GET /v1/jobs/{id}/video` refuses it.
+//! - `video_served`: a sample of succeeded jobs served their output when first seen (an MP4, or
+//!   an image job's JPEG; while, by this machine's clock, at least a second of their TTL was
+//!   left), so the refusal below cannot pass on a fleet that never serves outputs;
+//! - `video_expired`: past its TTL plus a janitor interval, every succeeded job shows its output
+//!   deleted (`output_deleted_at_ms`, no `output` or `video`), and `GET /v1/jobs/{id}/output`
+//!   refuses it.
 
 use std::time::Duration;
 
@@ -108,8 +109,10 @@ pub(crate) async fn check(
 
     let mut terminal =
         InvariantResult::new("terminal", "every accepted job reached a terminal state");
-    let mut served =
-        InvariantResult::new("video_served", "a sample of succeeded jobs served an MP4");
+    let mut served = InvariantResult::new(
+        "video_served",
+        "a sample of succeeded jobs served their output",
+    );
     for record in records {
         let Outcome::Accepted { job_id, end } = &record.outcome else {
             continue;
@@ -278,25 +281,26 @@ async fn expired_video(client: &Client, job_id: &str) -> Result<(), String> {
         .job(job_id)
         .await
         .map_err(|err| format!("status unreadable: {err}"))?;
-    if status.output_deleted_at_ms.is_none() || status.video.is_some() {
+    if status.output_deleted_at_ms.is_none() || status.video.is_some() || status.output.is_some() {
         return Err(format!(
-            "past its ttl the job still shows a video (output_deleted_at_ms {:?}, video {})",
+            "past its ttl the job still shows an output (output_deleted_at_ms {:?}, output {})",
             status.output_deleted_at_ms,
             status
-                .video
+                .output
+                .or(status.video)
                 .map_or_else(|| "absent".into(), |v| v.to_string()),
         ));
     }
-    match client.video(job_id).await {
-        Ok(video) => Err(format!(
-            "past its ttl the video is served ({} bytes)",
-            video.len()
+    match client.output(job_id).await {
+        Ok(output) => Err(format!(
+            "past its ttl the output is served ({} bytes)",
+            output.len()
         )),
         Err(ClientError::Api {
             status: 404 | 410, ..
         }) => Ok(()),
         Err(err) => Err(format!(
-            "video request failed otherwise than refused: {err}"
+            "output request failed otherwise than refused: {err}"
         )),
     }
 }

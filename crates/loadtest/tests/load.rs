@@ -135,7 +135,7 @@ async fn a_fleet_without_a_janitor_is_caught_keeping_videos() -> anyhow::Result<
         report
             .violations
             .iter()
-            .all(|v| v.invariant == "video_expired" && v.detail.contains("still shows a video")),
+            .all(|v| v.invariant == "video_expired" && v.detail.contains("still shows an output")),
         "{table}"
     );
     assert!(table.contains("VIOLATED by 10"), "{table}");

@@ -5,7 +5,7 @@
 use clipfleet_broker::{Delivery, Nack};
 use clipfleet_media::MediaError;
 use clipfleet_proto::{ErrorCode, EventKind, GenerateJob};
-use clipfleet_store::{ObjectKey, StoreError, StoreErrorKind};
+use clipfleet_store::{StoreError, StoreErrorKind};
 use tracing::{Instrument, info_span, warn};
 
 use crate::Shared;
@@ -50,10 +50,10 @@ pub(crate) async fn fail(
     message: &str,
 ) -> Outcome {
     warn!(job_id = %job.job_id, %code, message, "job failed");
-    let input = ObjectKey::input(&job.account_id, job.job_id);
     if let Err(err) = shared
-        .store
-        .delete(&input)
+        .objects
+        .for_job(job)
+        .delete_photo()
         .instrument(info_span!("delete photo"))
         .await
     {

@@ -21,7 +21,7 @@ use clipfleet_proto::{
     Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, JobKind, Motion, Sha256Hex,
     StageDurations, Timestamp,
 };
-use clipfleet_store::{ObjectKey, StoreErrorKind, body_from_bytes, read_to_end};
+use clipfleet_store::{body_from_bytes, read_to_end};
 use clipfleet_telemetry::{pseudonym, set_parent_from_headers};
 use sha2::{Digest, Sha256};
 use tracing::field::Empty;
@@ -30,6 +30,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::Shared;
 use crate::failure::{JobError, fail, media_error, retry, store_error};
 use crate::framing;
+use crate::objects::JobObjects;
 
 /// How a job ended, for the report and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,42 +132,33 @@ pub(crate) fn event(shared: &Shared, job: &GenerateJob, kind: EventKind) -> JobE
 
 async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<Outcome, JobError> {
     tracing::debug!("job received");
-    let input = ObjectKey::input(&job.account_id, job.job_id);
-    // What the job delivers names its object: a video, or (an image job) a still image.
-    let output = match job.kind {
-        JobKind::Image => ObjectKey::output_image(&job.account_id, job.job_id),
-        _ => ObjectKey::output(&job.account_id, job.job_id),
-    };
+    // The only objects this job can touch (its photo, its output, its account's tombstone).
+    let objects = shared.objects.for_job(job);
     if now() > job.deadline {
         return Err(JobError::Terminal(
             ErrorCode::Expired,
             "deadline passed before the job ran".into(),
         ));
     }
-    match shared
-        .store
-        .head(&ObjectKey::tombstone(&job.account_id))
+    if objects
+        .account_erased()
         .await
+        .map_err(|err| store_error("tombstone check", err))?
     {
-        Ok(_) => {
-            return Err(JobError::Terminal(
-                ErrorCode::AccountErased,
-                "account erased while the job waited".into(),
-            ));
-        }
-        Err(err) if err.kind() == StoreErrorKind::NotFound => {}
-        Err(err) => return Err(store_error("tombstone check", err)),
+        return Err(JobError::Terminal(
+            ErrorCode::AccountErased,
+            "account erased while the job waited".into(),
+        ));
     }
-    // Redelivered after the video was stored: only finish.
-    if let Ok(meta) = shared.store.head(&output).await {
-        info!(job_id = %job.job_id, "video already stored: finishing a redelivered job");
+    // Redelivered after the output was stored: only finish.
+    if let Some(size) = objects.stored_output().await {
+        info!(job_id = %job.job_id, "output already stored: finishing a redelivered job");
         return finish(
             shared,
             delivery,
             job,
-            &input,
-            &output,
-            meta.size,
+            &objects,
+            size,
             StageDurations::default(),
         )
         .await;
@@ -240,7 +232,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             )
         })?),
     };
-    let (fitted, (focus_x, focus_y)) = fetch(shared, job, &input, spec.clone(), aspect)
+    let (fitted, (focus_x, focus_y)) = fetch(shared, job, &objects, spec.clone(), aspect)
         .instrument(info_span!("fetch"))
         .await?;
     stages.fetch_ms = ms(started.elapsed());
@@ -313,14 +305,13 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     } else {
         ("store video", info_span!("store video", video_bytes = size))
     };
-    shared
-        .store
-        .put(&output, body_from_bytes(encoded))
+    objects
+        .put_output(body_from_bytes(encoded))
         .instrument(span)
         .await
         .map_err(|err| store_error(stored, err))?;
     stages.store_ms = ms(started.elapsed());
-    finish(shared, delivery, job, &input, &output, size, stages).await
+    finish(shared, delivery, job, &objects, size, stages).await
 }
 
 /// How an inference error ends the job.
@@ -343,13 +334,12 @@ fn infer_error(err: InferError) -> JobError {
 async fn fetch(
     shared: &Shared,
     job: &GenerateJob,
-    input: &ObjectKey,
+    objects: &JobObjects,
     spec: ModelSpec,
     size: Option<(u32, u32)>,
 ) -> Result<(RgbImage, (f32, f32)), JobError> {
-    let body = shared
-        .store
-        .get(input)
+    let body = objects
+        .photo()
         .await
         .map_err(|err| store_error("get photo", err))?;
     let photo = read_to_end(body, shared.config.max_photo_bytes)
@@ -454,18 +444,17 @@ async fn report(shared: &Shared, job: &GenerateJob, kind: EventKind) -> Result<(
         .map_err(|err| JobError::Transient(ErrorCode::Unavailable, err.to_string()))
 }
 
-/// The video is durable: say so, delete the photo, say that, ack.
+/// The output is durable: say so, delete the photo, say that, ack.
 async fn finish(
     shared: &Shared,
     delivery: &Delivery,
     job: &GenerateJob,
-    input: &ObjectKey,
-    output: &ObjectKey,
+    objects: &JobObjects,
     size: u64,
     stages: StageDurations,
 ) -> Result<Outcome, JobError> {
     let span = info_span!("finish");
-    finish_stages(shared, delivery, job, input, output, size, stages)
+    finish_stages(shared, delivery, job, objects, size, stages)
         .instrument(span)
         .await
 }
@@ -474,21 +463,19 @@ async fn finish_stages(
     shared: &Shared,
     delivery: &Delivery,
     job: &GenerateJob,
-    input: &ObjectKey,
-    output: &ObjectKey,
+    objects: &JobObjects,
     size: u64,
     stages: StageDurations,
 ) -> Result<Outcome, JobError> {
     shared.telemetry.stages(&stages);
     let succeeded = EventKind::Succeeded {
-        output_key: output.as_str().to_owned(),
+        output_key: objects.output().as_str().to_owned(),
         size,
         stages,
     };
     report(shared, job, succeeded).await?;
-    shared
-        .store
-        .delete(input)
+    objects
+        .delete_photo()
         .instrument(info_span!("delete photo"))
         .await
         .map_err(|err| store_error("delete photo", err))?;

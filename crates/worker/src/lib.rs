@@ -23,6 +23,7 @@ mod failure;
 mod framing;
 mod job;
 mod metrics;
+mod objects;
 mod setup;
 mod submit;
 
@@ -49,6 +50,7 @@ pub use setup::{DEFAULT_MANIFEST, default_encoder, device_label, load_engine};
 pub use submit::{job_for_photo, submit};
 
 use crate::events::EventSink;
+use crate::objects::StoreAccess;
 
 /// How one worker process runs.
 #[derive(Debug, Clone)]
@@ -137,7 +139,8 @@ pub struct WorkerReport {
 
 pub(crate) struct Shared {
     pub broker: Arc<dyn Broker>,
-    pub store: Arc<dyn ObjectStore>,
+    /// The store, reachable only as one job's objects at a time (`objects.rs`).
+    pub objects: StoreAccess,
     pub engine: Engine,
     pub encoder: Arc<dyn VideoEncoder>,
     pub models: HashMap<(String, String), ModelSpec>,
@@ -167,7 +170,7 @@ pub async fn run_observed(
         telemetry: telemetry.clone(),
         events: EventSink::start(deps.broker.clone()),
         broker: deps.broker,
-        store: deps.store,
+        objects: StoreAccess::new(deps.store),
         engine: deps.engine,
         encoder: deps.encoder,
         models: deps
