@@ -249,19 +249,17 @@ impl Client {
 
     /// The job's output as stored: its MP4, or an image job's JPEG.
     pub async fn output(&self, job_id: &str) -> Result<Bytes, ClientError> {
-        let response = self
-            .request(reqwest::Method::GET, &format!("/v1/jobs/{job_id}/output"))
-            .send()
-            .await?;
-        expect(response, StatusCode::OK).await
+        self.get_bytes(&format!("/v1/jobs/{job_id}/output")).await
     }
 
     /// The job's MP4.
     pub async fn video(&self, job_id: &str) -> Result<Bytes, ClientError> {
-        let response = self
-            .request(reqwest::Method::GET, &format!("/v1/jobs/{job_id}/video"))
-            .send()
-            .await?;
+        self.get_bytes(&format!("/v1/jobs/{job_id}/video")).await
+    }
+
+    /// `GET path`'s body, or the API's error.
+    async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
+        let response = self.request(reqwest::Method::GET, path).send().await?;
         expect(response, StatusCode::OK).await
     }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use clipfleet_client::{Client, ClientError};
 use clipfleet_config::{Config, PoolConfig};
 use clipfleet_fleet::{DEV_TOKEN, Fleet, FleetOptions};
-use clipfleet_models::{Manifest, ModelSpec};
+use clipfleet_models::{Manifest, ModelOutput, ModelSpec};
 use clipfleet_proto::{AccountId, JobId, PoolName};
 use clipfleet_store::{ObjectKey, StoreErrorKind};
 use serde_json::json;
@@ -50,6 +50,16 @@ pub async fn generate(ctx: &Ctx, args: &GenerateArgs) -> CtlResult<Report> {
             if let Some(model) = &model {
                 let manifest = Manifest::load(&options.manifest).map_err(anyhow::Error::from)?;
                 serve_model(&mut options.config, &manifest, model)?;
+                let image = manifest
+                    .models
+                    .iter()
+                    .any(|spec| spec.name == *model && spec.output == ModelOutput::Image);
+                if args.kind != "video" && !image {
+                    return Err(Failure::msg(
+                        Exit::Usage,
+                        format!("--kind {model}: no image model of that name in the manifest"),
+                    ));
+                }
             }
             let fleet = Fleet::start(options).await?;
             spinner.finish_and_clear();

@@ -239,30 +239,32 @@ impl Engine {
     /// Generates one job's video frames, sharing a forward pass with compatible jobs.
     pub async fn generate(&self, request: GenerateRequest) -> Result<Vec<RgbFrame>, InferError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send_async(Work::Generate(Pending { request, reply }))
+        self.ask(Work::Generate(Pending { request, reply }), answer)
             .await
-            .map_err(|_| InferError::new(InferErrorKind::ModelError, "inference thread stopped"))?;
-        answer.await.map_err(|_| {
-            InferError::new(
-                InferErrorKind::ModelError,
-                "inference thread dropped the job",
-            )
-        })?
     }
 
     /// The faces a detector finds in one photo (run between batches, never batched). The boxes
     /// are the caller's to keep in memory only (see [`FaceBox`]).
     pub async fn detect(&self, request: DetectRequest) -> Result<Vec<FaceBox>, InferError> {
         let (reply, answer) = oneshot::channel();
+        self.ask(Work::Detect(Detection { request, reply }), answer)
+            .await
+    }
+
+    /// Queues `work` for the inference thread and waits for its `answer`.
+    async fn ask<T>(
+        &self,
+        work: Work,
+        answer: oneshot::Receiver<Result<T, InferError>>,
+    ) -> Result<T, InferError> {
         self.queue
-            .send_async(Work::Detect(Detection { request, reply }))
+            .send_async(work)
             .await
             .map_err(|_| InferError::new(InferErrorKind::ModelError, "inference thread stopped"))?;
         answer.await.map_err(|_| {
             InferError::new(
                 InferErrorKind::ModelError,
-                "inference thread dropped the photo",
+                "inference thread dropped the request",
             )
         })?
     }

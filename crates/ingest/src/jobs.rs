@@ -27,11 +27,17 @@ fn ms(at: Option<Timestamp>) -> Value {
     at.map_or(Value::Null, |at| json!(at.unix_ms()))
 }
 
-/// What a stored output is, by its key: the media type and file extension served.
-fn output_type(key: Option<&str>) -> (&'static str, &'static str) {
-    match key {
-        Some(key) if key.ends_with(".jpg") => ("image/jpeg", "jpg"),
-        _ => ("video/mp4", "mp4"),
+/// Whether a stored output key is an image job's still (`outputs/<account>/<job>.jpg`).
+fn is_image_key(key: &str) -> bool {
+    key.ends_with(".jpg")
+}
+
+/// The media type and file extension an output is served with.
+fn media_type(image: bool) -> (&'static str, &'static str) {
+    if image {
+        ("image/jpeg", "jpg")
+    } else {
+        ("video/mp4", "mp4")
     }
 }
 
@@ -45,21 +51,21 @@ pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
         .and_then(|(name, version)| manifest.find(name, version));
     let runs = spec.map_or_else(|| vec![job.model.clone()], ModelSpec::runs);
     // Its stored key says what it made; before that, its model does.
-    let kind = match (job.output_key.as_deref(), spec.map(|s| s.output)) {
-        (Some(key), _) if output_type(Some(key)).1 == "jpg" => "image",
-        (None, Some(ModelOutput::Image)) => "image",
-        _ => "video",
+    let image = match job.output_key.as_deref() {
+        Some(key) => is_image_key(key),
+        None => spec.is_some_and(|spec| spec.output == ModelOutput::Image),
     };
+    let kind = if image { "image" } else { "video" };
     let output =
         (job.status == JobStatus::Succeeded && job.output_deleted_at.is_none()).then(|| {
             json!({
                 "url": format!("/v1/jobs/{}/output", job.id),
-                "content_type": output_type(job.output_key.as_deref()).0,
+                "content_type": media_type(image).0,
                 "size": job.output_size,
                 "expires_at_ms": ms(job.output_expires_at),
             })
         });
-    let video = output.as_ref().filter(|_| kind == "video").map(|output| {
+    let video = output.as_ref().filter(|_| !image).map(|output| {
         json!({
             "url": format!("/v1/jobs/{}/video", job.id),
             "size": output["size"],
@@ -129,7 +135,7 @@ pub(crate) async fn output(
         }
         _ => return Err(ApiError::not_found(format!("job {} has no output", job.id))),
     };
-    let (content_type, extension) = output_type(Some(key));
+    let (content_type, extension) = media_type(is_image_key(key));
     let key = stored_key(key)?;
     caller
         .record(&state, Some(&job.account_id), "job.output")

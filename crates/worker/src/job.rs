@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clipfleet_broker::{Delivery, LeaseHeartbeat};
 use clipfleet_infer::{
-    DetectRequest, GenerateRequest, InferError, InferErrorKind, ModelOutput, ModelSpec, RgbFrame,
+    DetectRequest, GenerateRequest, InferError, InferErrorKind, ModelSpec, RgbFrame,
 };
 use clipfleet_media::{
     MediaError, RgbImage, STILL_JPEG_QUALITY, decode, encode_jpeg, fit_around, fit_within,
@@ -31,6 +31,7 @@ use crate::Shared;
 use crate::failure::{JobError, fail, media_error, retry, store_error};
 use crate::framing;
 use crate::objects::JobObjects;
+use crate::submit::job_kind;
 
 /// How a job ended, for the report and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,10 +176,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
                 ),
             )
         })?;
-    let served = match spec.output {
-        ModelOutput::Video => JobKind::Video,
-        ModelOutput::Image => JobKind::Image,
-    };
+    let served = job_kind(spec);
     if job.kind != served {
         return Err(JobError::Terminal(
             ErrorCode::InvalidParams,
@@ -232,7 +230,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             )
         })?),
     };
-    let (fitted, (focus_x, focus_y)) = fetch(shared, job, &objects, spec.clone(), aspect)
+    let (fitted, (focus_x, focus_y)) = fetch(shared, job, &objects, spec, aspect)
         .instrument(info_span!("fetch"))
         .await?;
     stages.fetch_ms = ms(started.elapsed());
@@ -244,8 +242,7 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     let request = GenerateRequest {
         model: spec.name.clone(),
         version: spec.version.clone(),
-        image: RgbFrame::new(fitted.width, fitted.height, fitted.data)
-            .map_err(|err| JobError::Terminal(ErrorCode::Internal, err.to_string()))?,
+        image: frame_of(fitted)?,
         params: [
             motion as f32,
             0.7,
@@ -277,13 +274,19 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             data: f.data,
         })
         .collect();
-    let still = spec.output == ModelOutput::Image;
+    let still = served == JobKind::Image;
     let encoded = if still {
-        // An image job: its one frame as a JPEG, written from pixels alone (no metadata).
-        let frame = frames.first().ok_or_else(|| {
+        // An image job: its one frame as a JPEG, written from pixels alone (no metadata). On the
+        // blocking pool: a 512x512 frame takes ~15 ms, too long to hold a runtime thread.
+        let frame = frames.into_iter().next().ok_or_else(|| {
             JobError::Terminal(ErrorCode::ModelError, "the model rendered no frame".into())
         })?;
-        info_span!("encode").in_scope(|| encode_jpeg(frame, STILL_JPEG_QUALITY))
+        tokio::task::spawn_blocking(move || encode_jpeg(&frame, STILL_JPEG_QUALITY))
+            .instrument(info_span!("encode"))
+            .await
+            .map_err(|err| {
+                JobError::Transient(ErrorCode::Internal, format!("encode task: {err}"))
+            })?
     } else if encoder.is_quick(&frames) {
         // Cheaper in place than handing it to the blocking pool and back (two thread wake-ups).
         info_span!("encode").in_scope(|| encoder.encode(&frames, fps))
@@ -314,6 +317,12 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     finish(shared, delivery, job, &objects, size, stages).await
 }
 
+/// A fitted image as the engine's frame (same layout; a mismatch is a bug of ours).
+fn frame_of(image: RgbImage) -> Result<RgbFrame, JobError> {
+    RgbFrame::new(image.width, image.height, image.data)
+        .map_err(|err| JobError::Terminal(ErrorCode::Internal, err.to_string()))
+}
+
 /// How an inference error ends the job.
 fn infer_error(err: InferError) -> JobError {
     match err.kind {
@@ -335,7 +344,7 @@ async fn fetch(
     shared: &Shared,
     job: &GenerateJob,
     objects: &JobObjects,
-    spec: ModelSpec,
+    spec: &ModelSpec,
     size: Option<(u32, u32)>,
 ) -> Result<(RgbImage, (f32, f32)), JobError> {
     let body = objects
@@ -360,7 +369,6 @@ async fn fetch(
             shared
                 .models
                 .get(&(framing.model.clone(), framing.version.clone()))
-                .cloned()
                 .ok_or_else(|| {
                     JobError::Terminal(
                         ErrorCode::ModelError,
@@ -370,7 +378,7 @@ async fn fetch(
         ),
         None => None,
     };
-    let box_size = detector.as_ref().map(|d| (d.input.width, d.input.height));
+    let box_size = detector.map(|d| (d.input.width, d.input.height));
     let blocking = |err: tokio::task::JoinError| {
         JobError::Transient(ErrorCode::Internal, format!("decode task: {err}"))
     };
@@ -395,10 +403,9 @@ async fn fetch(
     let face_centre = match (detector, small) {
         (Some(detector), Some((small, back))) => {
             let request = DetectRequest {
-                model: detector.name,
-                version: detector.version,
-                image: RgbFrame::new(small.width, small.height, small.data)
-                    .map_err(|err| JobError::Terminal(ErrorCode::Internal, err.to_string()))?,
+                model: detector.name.clone(),
+                version: detector.version.clone(),
+                image: frame_of(small)?,
             };
             let faces = shared
                 .engine

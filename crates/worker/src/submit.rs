@@ -16,6 +16,14 @@ use clipfleet_proto::{
 use clipfleet_store::{ObjectKey, ObjectStore, body_from_bytes};
 use sha2::{Digest, Sha256};
 
+/// The kind of job `model` serves: an `output = "image"` model's jobs are image jobs.
+pub(crate) fn job_kind(model: &ModelSpec) -> JobKind {
+    match model.output {
+        ModelOutput::Video => JobKind::Video,
+        ModelOutput::Image => JobKind::Image,
+    }
+}
+
 /// The job ingest would publish for `photo`, rendered by `model` with `motion`, free class,
 /// due at `deadline`.
 pub fn job_for_photo(
@@ -33,10 +41,7 @@ pub fn job_for_photo(
         |f| format!("image/{}", f.name()),
     );
     let narrow = |value: u32| u16::try_from(value).unwrap_or(u16::MAX);
-    let kind = match model.output {
-        ModelOutput::Video => JobKind::Video,
-        ModelOutput::Image => JobKind::Image,
-    };
+    let kind = job_kind(model);
     GenerateJob {
         v: kind.schema_version(),
         job_id,
