@@ -217,6 +217,11 @@ IMAGE_MODELS = ("portrait", "beautify")
 
 ASPECTS = 'aspects = ["9:16", "3:4", "1:1", "4:3", "16:9"]\n'
 FRAMING = f'framing = {{ model = "mtcnn", version = "{mtcnn_export.FACENET_VERSION}" }}\n'
+# The personalised adapter a session may train for a model (models/README.md, "Personalised
+# adapters"): trained by the worker in Rust (tch autograd), never here.
+ADAPTERS = {
+    "portrait": 'adapter = { kind = "tone", hidden = 16, steps = 200, learning_rate = 0.02, train_size = 128 }\n',
+}
 
 
 def main() -> None:
@@ -233,6 +238,7 @@ def main() -> None:
         # the focus).
         framing = FRAMING if name in ("motion",) + IMAGE_MODELS else ""
         output = 'output = "image"\n' if name in IMAGE_MODELS else ""
+        adapter = ADAPTERS.get(name, "")
         entries.append(f'''[[model]]
 name = "{name}"
 version = "{version}"
@@ -246,7 +252,7 @@ input = {{ width = {w}, height = {h} }}
 fps = {fps}
 batch = {{ max = {max_batch} }}
 dtype = "float32"
-{output}{framing}''')
+{output}{framing}{adapter}''')
         if name == "motion":
             torch.manual_seed(20261129)
             image = torch.rand(3, 3, 24, 32)

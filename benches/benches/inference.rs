@@ -13,9 +13,15 @@
 //! (decoded, scaled into the detector's 640×640 box, through the engine), beside one `motion`
 //! job at 512×512, with BENCH_CHAIN_THREADS intra-op threads: what framing adds to a job.
 //!
+//! Then a session's training (`personalize`): the `portrait` adapter the manifest describes
+//! (kind, steps, training size) trained through the engine on 1, 4 and 16 photos, with
+//! BENCH_CHAIN_THREADS intra-op threads: seconds per session and the loss it reached, beside
+//! one `portrait` job at its 512×512 shape, with and without the adapter applied.
+//!
 //! Environment: BENCH_JOBS (default 32), BENCH_SIZE (pixels per side, default 128),
 //! BENCH_ROUNDS (default 3), BENCH_CHAIN_JOBS (default 4; 0 skips the chain),
-//! BENCH_CHAIN_THREADS (default 2), BENCH_FRAMING_ROUNDS (default 5; 0 skips framing).
+//! BENCH_CHAIN_THREADS (default 2), BENCH_FRAMING_ROUNDS (default 5; 0 skips framing),
+//! BENCH_TRAIN_ROUNDS (default 3; 0 skips the training).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
@@ -24,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use clipfleet_benches::{bare_forward_rate, env_usize, median};
 use clipfleet_infer::{
-    DetectRequest, Device, Engine, EngineConfig, GenerateRequest, ModelRegistry, RgbFrame,
-    VideoModel,
+    AdapterScope, DetectRequest, Device, Engine, EngineConfig, GenerateRequest, ModelRegistry,
+    PersonalizeRequest, RgbFrame, VideoModel,
 };
 
 fn manifest() -> std::path::PathBuf {
@@ -42,6 +48,7 @@ fn request(model: &str, size: u32, frames: u32, seed: usize) -> GenerateRequest 
         image: RgbFrame::new(size, size, data).expect("frame"),
         params: [0.0, 0.5, 0.0, 0.0, 0.0, 0.0],
         frames,
+        adapter: None,
     }
 }
 
@@ -124,6 +131,97 @@ fn main() {
     if framing_rounds > 0 {
         framing(&runtime, framing_rounds);
     }
+    let train_rounds = env_usize("BENCH_TRAIN_ROUNDS", 3);
+    if train_rounds > 0 {
+        personalize(&runtime, train_rounds);
+    }
+}
+
+/// The `portrait` adapter trained through the engine on sessions of 1, 4 and 16 photos (crops
+/// of the sample portrait at the adapter's training size), beside one portrait job at its shape
+/// with and without the trained adapter: median seconds of `rounds`.
+fn personalize(runtime: &tokio::runtime::Runtime, rounds: usize) {
+    tch::set_num_threads(env_usize("BENCH_CHAIN_THREADS", 2) as i32);
+    let registry = ModelRegistry::load_serving(&manifest(), Device::Cpu, &["portrait@1".into()])
+        .expect("registry");
+    let portrait = registry
+        .get("portrait", "1")
+        .expect("portrait")
+        .spec
+        .clone();
+    let spec = portrait.adapter.expect("portrait has an adapter");
+    let engine = Engine::start(registry, EngineConfig::default()).expect("engine");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/samples");
+    let photo = std::fs::read(samples.join("portrait.jpg")).expect("sample photo");
+    let image =
+        clipfleet_media::decode(&photo, &clipfleet_media::Limits::default()).expect("decode");
+    let side = spec.train_size;
+    // Crops around the face at a few framings, as a session's photos of one person.
+    let crop = |i: usize| {
+        let x = 480.0 + (i % 4) as f64 * 30.0;
+        let y = 20.0 + (i / 4) as f64 * 15.0;
+        let (fitted, _) =
+            clipfleet_media::fit_around(&image, side, side, (x + 150.0, y + 150.0)).expect("fit");
+        RgbFrame::new(fitted.width, fitted.height, fitted.data).expect("frame")
+    };
+    println!(
+        "personalize: {}'s {:?} adapter, {} hidden, {} steps at {side}x{side}, {} intra-op thread(s), median of {rounds}",
+        portrait.key(),
+        spec.kind,
+        spec.hidden,
+        spec.steps,
+        tch::get_num_threads()
+    );
+    let mut trained = None;
+    for photos in [1, 4, 16] {
+        let (mut took, mut loss) = (Vec::new(), (0.0, 0.0));
+        for round in 0..rounds {
+            let request = PersonalizeRequest {
+                model: portrait.name.clone(),
+                version: portrait.version.clone(),
+                photos: (0..photos).map(crop).collect(),
+                params: vec![[0.0, 0.7, 0.0, 0.0, 0.0, 0.0]; photos],
+                scope: AdapterScope {
+                    account: "acct-bench".into(),
+                    session: format!("session-{round}"),
+                    model: portrait.name.clone(),
+                    version: portrait.version.clone(),
+                },
+                seed: round as u64,
+            };
+            let started = Instant::now();
+            let (adapter, report) = runtime
+                .block_on(engine.personalize(request))
+                .expect("training");
+            took.push(started.elapsed().as_secs_f64());
+            loss = (report.loss_first, report.loss_last);
+            trained = Some(std::sync::Arc::new(adapter));
+        }
+        println!(
+            "  {photos:>2} photo(s): {:>6.2} s per session, loss {:.5} -> {:.5}",
+            median(took),
+            loss.0,
+            loss.1
+        );
+    }
+    let job = |adapter: Option<std::sync::Arc<clipfleet_infer::Adapter>>| {
+        let mut took = Vec::new();
+        for round in 0..rounds {
+            let mut request = request("portrait", portrait.input.width, 1, round);
+            request.adapter = adapter.clone();
+            let started = Instant::now();
+            runtime
+                .block_on(engine.generate(request))
+                .expect("portrait job");
+            took.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        median(took)
+    };
+    let (plain, personal) = (job(None), job(trained));
+    println!(
+        "  a portrait job at {}x{}: {plain:.0} ms alone, {personal:.0} ms through the session's adapter",
+        portrait.input.width, portrait.input.height
+    );
 }
 
 /// The detector on the sample photos through the engine, as the worker frames a job, beside a

@@ -1,6 +1,12 @@
 //! The ingest HTTP API (`/v1/…`) from the caller's side: what the app backend does, and what
 //! `clipctl generate` and `clip-loadtest` do. It speaks only HTTP and the stable error codes of
 //! `proto`, never the fleet's internals, so a tool built on it works against any fleet.
+//!
+//! Jobs: [`Client::submit`], [`Client::job`], [`Client::wait`], [`Client::output`],
+//! [`Client::delete_job`]. Personalisation sessions: [`Client::create_session`],
+//! [`Client::upload_session_photo`], [`Client::personalize`] (a training job, waited on like
+//! any job), [`Client::submit_in_session`] (a job rendered with the session's adapter),
+//! [`Client::session`], [`Client::end_session`].
 
 use std::time::Duration;
 
@@ -81,9 +87,13 @@ pub struct JobStatus {
     /// `{url, content_type, size, expires_at_ms}` while the output (video or image) is there.
     #[serde(default)]
     pub output: Option<Value>,
-    /// What the job makes: `video`, or `image` (a still, from an image-to-image model).
+    /// What the job makes: `video`, `image` (a still, from an image-to-image model), or
+    /// `personalize` (a session's adapter, never shown nor downloadable).
     #[serde(default = "video_kind")]
     pub kind: String,
+    /// The personalisation session the job belongs to, if any.
+    #[serde(default)]
+    pub session_id: Option<String>,
     /// The models its output goes through, in order (`name@version`; a framing detector, a
     /// chain's stages).
     #[serde(default)]
@@ -120,6 +130,68 @@ pub struct Accepted {
     pub job_id: String,
     /// Where its status is.
     pub status_url: String,
+}
+
+/// A session's latest training job, as `GET /v1/sessions/{id}` shows it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct SessionTraining {
+    /// The `personalize` job.
+    pub job_id: String,
+    /// The model whose adapter it trains (`name@version`).
+    pub model: String,
+    /// Its status (`queued`, `running`, `succeeded`, …).
+    pub status: String,
+}
+
+/// A personalisation session as `GET /v1/sessions/{id}` shows it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct SessionView {
+    /// The session.
+    pub session_id: String,
+    /// Whose session.
+    pub account_id: String,
+    /// `open`, `ended` (deleted, or its account erased) or `expired` (its TTL passed).
+    pub state: String,
+    /// When it was created (unix ms).
+    pub created_at_ms: u64,
+    /// When its TTL ends it (unix ms).
+    pub expires_at_ms: u64,
+    /// When it was ended.
+    #[serde(default)]
+    pub ended_at_ms: Option<u64>,
+    /// Why it ended: `deleted`, `expired`, `account_erased`.
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    /// Photos waiting for a training job.
+    #[serde(default)]
+    pub photos: u32,
+    /// Its latest training job.
+    #[serde(default)]
+    pub personalize: Option<SessionTraining>,
+    /// Whether jobs naming the session may use its adapter now.
+    #[serde(default)]
+    pub adapter_ready: bool,
+}
+
+impl SessionView {
+    /// Whether it still takes photos and serves jobs.
+    pub fn is_open(&self) -> bool {
+        self.state == "open"
+    }
+}
+
+/// The answer to `DELETE /v1/sessions/{id}`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct EndedSession {
+    /// The session.
+    pub session_id: String,
+    /// `ended`.
+    pub state: String,
+    /// Why it ended (the first end's reason).
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    /// Objects this call deleted (0 when an earlier call or the janitor did).
+    pub deleted_objects: u64,
 }
 
 /// A client of one ingest.
@@ -211,6 +283,104 @@ impl Client {
             .map_err(|err| ClientError::Protocol(format!("submit answer: {err}")))
     }
 
+    /// Submits a photo to be rendered with the personalised adapter of `session_id` (a
+    /// session of `account_id` whose adapter of the model is trained): [`Client::submit`] with
+    /// `session_id` in the params.
+    pub async fn submit_in_session(
+        &self,
+        account_id: &str,
+        session_id: &str,
+        photo: Bytes,
+        params: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Accepted, ClientError> {
+        let mut all = json!({ "session_id": session_id });
+        if let (Some(all), Some(params)) = (all.as_object_mut(), params.as_object()) {
+            all.extend(params.clone());
+        }
+        self.submit(account_id, photo, all, idempotency_key).await
+    }
+
+    /// Opens a personalisation session for `account_id` (active, not under 14).
+    pub async fn create_session(&self, account_id: &str) -> Result<SessionView, ClientError> {
+        let response = self
+            .request(reqwest::Method::POST, "/v1/sessions")
+            .json(&json!({ "account_id": account_id }))
+            .send()
+            .await?;
+        let body = expect(response, StatusCode::CREATED).await?;
+        parse(&body, "session answer")
+    }
+
+    /// Uploads a photo to an open session; returns the photo's id.
+    pub async fn upload_session_photo(
+        &self,
+        session_id: &str,
+        photo: Bytes,
+    ) -> Result<String, ClientError> {
+        #[derive(Deserialize)]
+        struct Uploaded {
+            photo_id: String,
+        }
+        let photo = Part::stream(reqwest::Body::from(photo))
+            .file_name("photo")
+            .mime_str("application/octet-stream")?;
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/sessions/{session_id}/photos"),
+            )
+            .multipart(Form::new().part("photo", photo))
+            .send()
+            .await?;
+        let body = expect(response, StatusCode::CREATED).await?;
+        parse::<Uploaded>(&body, "photo answer").map(|uploaded| uploaded.photo_id)
+    }
+
+    /// Queues the training of the session's adapter of `model` (default: the first served
+    /// model that takes one) on the photos uploaded since the last training; the training
+    /// job's status (wait on it with [`Client::wait`]).
+    pub async fn personalize(
+        &self,
+        session_id: &str,
+        model: Option<&str>,
+    ) -> Result<JobStatus, ClientError> {
+        let body = model.map_or_else(|| json!({}), |model| json!({ "model": model }));
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/sessions/{session_id}/personalize"),
+            )
+            .json(&body)
+            .send()
+            .await?;
+        let body = expect(response, StatusCode::ACCEPTED).await?;
+        parse(&body, "personalize answer")
+    }
+
+    /// A session's state and latest training.
+    pub async fn session(&self, session_id: &str) -> Result<SessionView, ClientError> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("/v1/sessions/{session_id}"))
+            .send()
+            .await?;
+        let body = expect(response, StatusCode::OK).await?;
+        parse(&body, "session answer")
+    }
+
+    /// Ends a session: its photos and adapter are deleted. Idempotent.
+    pub async fn end_session(&self, session_id: &str) -> Result<EndedSession, ClientError> {
+        let response = self
+            .request(
+                reqwest::Method::DELETE,
+                &format!("/v1/sessions/{session_id}"),
+            )
+            .send()
+            .await?;
+        let body = expect(response, StatusCode::OK).await?;
+        parse(&body, "end session answer")
+    }
+
     /// A job's status.
     pub async fn job(&self, job_id: &str) -> Result<JobStatus, ClientError> {
         let response = self
@@ -277,6 +447,10 @@ impl Client {
     }
 }
 
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|err| ClientError::Protocol(format!("{what}: {err}")))
+}
+
 async fn expect(response: reqwest::Response, want: StatusCode) -> Result<Bytes, ClientError> {
     if response.status() == want {
         return Ok(response.bytes().await?);
@@ -304,5 +478,51 @@ async fn api_error(response: reqwest::Response) -> ClientError {
         code: field("code").map_or(ErrorCode::Unknown, |c| ErrorCode::parse(&c)),
         message: field("message").unwrap_or_default(),
         retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_training_job_and_its_session_read_as_ingest_writes_them() {
+        let job: JobStatus = serde_json::from_value(json!({
+            "job_id": "01J00000000000000000000000",
+            "status": "queued",
+            "submitted_at_ms": 1,
+            "kind": "personalize",
+            "session_id": "01J00000000000000000000001",
+            "output": null,
+        }))
+        .expect("a job");
+        assert_eq!(job.kind, "personalize");
+        assert_eq!(
+            job.session_id.as_deref(),
+            Some("01J00000000000000000000001")
+        );
+        let plain: JobStatus = serde_json::from_value(json!({
+            "job_id": "j", "status": "queued", "submitted_at_ms": 1,
+        }))
+        .expect("a job of an older ingest");
+        assert_eq!((plain.kind.as_str(), plain.session_id), ("video", None));
+
+        let session: SessionView = serde_json::from_value(json!({
+            "session_id": "s", "account_id": "a", "state": "open",
+            "created_at_ms": 1, "expires_at_ms": 2, "ended_at_ms": null, "end_reason": null,
+            "photos": 3, "adapter_ready": false,
+            "personalize": {"job_id": "j", "model": "portrait@1", "status": "running"},
+        }))
+        .expect("a session");
+        assert!(session.is_open() && !session.adapter_ready);
+        assert_eq!(
+            session.personalize.map(|p| p.status),
+            Some("running".into())
+        );
+        let ended: EndedSession = serde_json::from_value(json!({
+            "session_id": "s", "state": "ended", "end_reason": "deleted", "deleted_objects": 4,
+        }))
+        .expect("an ended session");
+        assert_eq!(ended.deleted_objects, 4);
     }
 }

@@ -5,7 +5,11 @@
 //! job keeps its own result (`split.rs`).
 //!
 //! A detector's request (a framing model: one photo in, face boxes out) is not batched: the
-//! inference thread runs it as soon as it arrives, between batches.
+//! inference thread runs it as soon as it arrives, between batches. So is a session's training
+//! (`personalize`: the base model renders the session's photos once, then the adapter takes its
+//! gradient steps, a few seconds on a CPU): other jobs wait for it, as for a batch. A job with a
+//! session's adapter shares its pass with every other job of the model; its adapter runs on its
+//! own output after the pass.
 //!
 //! On the CPU a second thread turns each pass's float video into 8-bit frames while the
 //! inference thread runs the next pass: that conversion (~1 % of a `cost` pass) is not the
@@ -23,6 +27,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::VideoModel;
+use crate::adapter::{Adapter, AdapterScope, TrainingReport, train};
 use crate::registry::ModelRegistry;
 use crate::split::run_splitting;
 use crate::{
@@ -68,6 +73,26 @@ pub struct GenerateRequest {
     pub params: [f32; PARAMS_LEN],
     /// Frames to generate.
     pub frames: u32,
+    /// The session's personalised adapter, run on this job's output after the pass (already
+    /// checked against the job's scope by the caller).
+    pub adapter: Option<Arc<Adapter>>,
+}
+
+/// A session's training: its photos in, its adapter of `model` out.
+#[derive(Debug)]
+pub struct PersonalizeRequest {
+    /// Manifest name of an entry with an `adapter`.
+    pub model: String,
+    /// Its version.
+    pub version: String,
+    /// The session's photos, each fitted to the adapter's `train_size` square.
+    pub photos: Vec<RgbFrame>,
+    /// The model's params for each photo (its focus, as a job of the photo would have).
+    pub params: Vec<[f32; PARAMS_LEN]>,
+    /// Whom the adapter is for.
+    pub scope: AdapterScope,
+    /// Seeds the adapter's initial weights.
+    pub seed: u64,
 }
 
 /// One photo for a detector model (a model's `framing`).
@@ -93,10 +118,16 @@ struct Detection {
     reply: oneshot::Sender<Result<Vec<FaceBox>, InferError>>,
 }
 
+struct Training {
+    request: PersonalizeRequest,
+    reply: oneshot::Sender<Result<(Adapter, TrainingReport), InferError>>,
+}
+
 /// What the inference thread is asked to do.
 enum Work {
     Generate(Pending),
     Detect(Detection),
+    Personalize(Training),
 }
 
 /// What a pass produced for one job.
@@ -251,6 +282,17 @@ impl Engine {
             .await
     }
 
+    /// Trains a session's adapter of a model on its photos (run between batches, never
+    /// batched); the adapter and what the training did come back.
+    pub async fn personalize(
+        &self,
+        request: PersonalizeRequest,
+    ) -> Result<(Adapter, TrainingReport), InferError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Work::Personalize(Training { request, reply }), answer)
+            .await
+    }
+
     /// Queues `work` for the inference thread and waits for its `answer`.
     async fn ask<T>(
         &self,
@@ -342,6 +384,23 @@ fn run(
                 // The caller may have gone: the boxes are dropped with the reply.
                 let _ = detection.reply.send(result);
             }
+            Ok(Work::Personalize(training)) => {
+                let started = Instant::now();
+                let result = run_training(registry, &training.request);
+                let took = started.elapsed();
+                stats.busy_us.fetch_add(
+                    u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                stats.add_stage(
+                    &format!(
+                        "{}@{} adapter",
+                        training.request.model, training.request.version
+                    ),
+                    took,
+                );
+                let _ = training.reply.send(result);
+            }
             Ok(Work::Generate(job)) => {
                 let key = job.key();
                 match open.iter_mut().find(|b| b.key == key) {
@@ -407,6 +466,7 @@ fn run_batch(
                     run_chain(registry, chain, &images, &params, key.frames, stats)?
                 }
             };
+            let video = with_adapters(slice, video)?;
             if !on_cpu {
                 return Ok(video_to_frames(&video)?
                     .into_iter()
@@ -444,6 +504,73 @@ fn run_batch(
     // Fails only if the answering thread is gone: the jobs' callers then hear that the engine
     // dropped them.
     let _ = finished.send(answers);
+}
+
+/// Runs each job's session adapter, if any, on its own video of the pass.
+fn with_adapters(slice: &[Pending], video: Tensor) -> Result<Tensor, InferError> {
+    if slice.iter().all(|p| p.request.adapter.is_none()) {
+        return Ok(video);
+    }
+    let split = |err| InferError::from_tch("split the video", err, InferErrorKind::ModelError);
+    let videos = slice
+        .iter()
+        .enumerate()
+        .map(|(index, pending)| {
+            let own = video.f_get(index as i64).map_err(split)?;
+            match &pending.request.adapter {
+                Some(adapter) => adapter.apply(&own),
+                None => Ok(own),
+            }
+        })
+        .collect::<Result<Vec<_>, InferError>>()?;
+    Tensor::f_stack(&videos, 0).map_err(split)
+}
+
+/// A session's photos through its base model once, then the adapter's training.
+fn run_training(
+    registry: &ModelRegistry,
+    request: &PersonalizeRequest,
+) -> Result<(Adapter, TrainingReport), InferError> {
+    let invalid = |message: String| InferError::new(InferErrorKind::InvalidInput, message);
+    let loaded = registry
+        .get(&request.model, &request.version)
+        .filter(|loaded| loaded.spec.is_servable())
+        .ok_or_else(|| {
+            invalid(format!(
+                "model {}@{} is not served here",
+                request.model, request.version
+            ))
+        })?;
+    let spec = loaded.spec.adapter.ok_or_else(|| {
+        invalid(format!(
+            "model {}@{} takes no personalised adapter",
+            request.model, request.version
+        ))
+    })?;
+    if request.photos.is_empty() || request.params.len() != request.photos.len() {
+        return Err(invalid(
+            "training needs photos, each with its params".into(),
+        ));
+    }
+    let device = registry.device();
+    let photos = frames_to_batch(&request.photos, device)?;
+    let flat: Vec<f32> = request.params.iter().flatten().copied().collect();
+    let params = Tensor::from_slice(&flat)
+        .f_view([request.photos.len() as i64, PARAMS_LEN as i64])
+        .map_err(|err| InferError::from_tch("params", err, InferErrorKind::InvalidInput))?;
+    // The frozen base model's rendering: [N, 1, 3, S, S] -> [N, 3, S, S].
+    let base = loaded
+        .model
+        .generate(&photos, &params, 1)?
+        .f_select(1, 0)
+        .and_then(|t| t.f_contiguous())
+        .map_err(|err| {
+            InferError::from_tch("the base rendering", err, InferErrorKind::ModelError)
+        })?;
+    let photos = photos
+        .f_contiguous()
+        .map_err(|err| InferError::from_tch("photos", err, InferErrorKind::InvalidInput))?;
+    train(&spec, request.scope.clone(), &photos, &base, request.seed)
 }
 
 /// One photo through a detector entry.

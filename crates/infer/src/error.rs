@@ -11,6 +11,8 @@ pub enum InferErrorKind {
     ModelError,
     /// The device ran out of memory: split the batch and retry.
     OutOfMemory,
+    /// A personalised adapter made for another account, session or model: never applied.
+    AdapterMismatch,
 }
 
 /// An inference failure.

@@ -13,10 +13,14 @@
 //! - `engine`: [`Engine`], the inference thread with dynamic batching.
 //! - `split`: halving a failed batch so each job keeps its own result.
 //! - `model`: [`VideoModel`], one module on one device, contract-checked both ways.
+//! - `adapter`: [`Adapter`], a session's personalised adapter: trained with autograd on the
+//!   session's photos ([`train`]), scoped to its account, session and model, applied after the
+//!   base model.
 //! - `faces`: [`FaceBox`], a detector's face box (held in a job's memory only, never printed).
 //! - `frames`: [`RgbFrame`], conversions between 8-bit RGB pixels and tensors.
 //! - `error`: [`InferError`] and its [`InferErrorKind`]; tch errors are classified in one place.
 
+mod adapter;
 mod engine;
 mod error;
 mod faces;
@@ -25,12 +29,14 @@ mod model;
 mod registry;
 mod split;
 
+pub use adapter::{Adapter, AdapterScope, TrainingReport, train};
 pub use clipfleet_models::{
-    BatchLimits, ChainStage, Framing, InputSize, MANIFEST_VERSION, Manifest, ManifestError,
-    ModelDtype, ModelOutput, ModelRole, ModelSpec,
+    AdapterKind, AdapterSpec, BatchLimits, ChainStage, Framing, InputSize, LearningRate,
+    MANIFEST_VERSION, Manifest, ManifestError, ModelDtype, ModelOutput, ModelRole, ModelSpec,
 };
 pub use engine::{
     DetectRequest, Engine, EngineConfig, EngineStats, GenerateRequest, MAX_BATCH_LIMIT,
+    PersonalizeRequest,
 };
 pub use error::{InferError, InferErrorKind};
 pub use faces::FaceBox;

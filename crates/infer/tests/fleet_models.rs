@@ -143,6 +143,7 @@ fn request(model: &str, seed: u8, motion: f32) -> GenerateRequest {
         image: image(seed),
         params: [motion, 0.2 + f32::from(seed) / 100.0, 0.0, 0.0, 0.0, 0.0],
         frames: 4,
+        adapter: None,
     }
 }
 

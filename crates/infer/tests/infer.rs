@@ -3,6 +3,7 @@
 //! detector, and the `clip-frames` tool.
 
 #[cfg(feature = "cli")]
+mod adapters;
 mod clip_frames;
 mod faces;
 mod fleet_models;

@@ -185,6 +185,7 @@ fn request(model: &str, seed: u8, frames: u32) -> GenerateRequest {
         image: photo(seed),
         params: [3.0, 0.5 + f32::from(seed) / 10.0, 0.0, 0.0, 0.0, 0.0],
         frames,
+        adapter: None,
     }
 }
 

@@ -4,7 +4,9 @@
 //!
 //! Children under 14 are not served: an account created for one is refused (nothing stored);
 //! one discovered later (a birth date, or the flag) is flagged, tombstoned for the workers and
-//! stripped of its personal fields at once, and the janitor purges the rest.
+//! stripped of its personal fields at once, and the janitor purges the rest. An erased
+//! account's personalisation sessions end with it (`account_erased`, each with its `ended`
+//! marker); the janitor deletes their objects.
 
 use std::sync::Arc;
 
@@ -283,8 +285,9 @@ pub(crate) async fn erase_under_14(state: &AppState, id: &AccountId) -> Result<(
 }
 
 /// Marks the account erased for the workers (which have no database: they check the
-/// tombstone object before running a job and drop the job) and purges its personal fields.
-/// The janitor deletes the rest (jobs, usage, objects) and, later, the tombstone.
+/// tombstone object before running a job and drop the job), ends its sessions and purges its
+/// personal fields. The janitor deletes the rest (jobs, usage, objects, the sessions' objects)
+/// and, later, the tombstone.
 async fn tombstone(state: &AppState, id: &AccountId) -> Result<Account, ApiError> {
     let marker = serde_json::to_vec(&json!({ "erased_at_ms": now().unix_ms() }))
         .map_err(|err| ApiError::internal("tombstone", err))?;
@@ -293,6 +296,7 @@ async fn tombstone(state: &AppState, id: &AccountId) -> Result<Account, ApiError
         .store
         .put(&ObjectKey::tombstone(id), body_from_bytes(marker))
         .await?;
+    crate::sessions::end_for_erasure(state, id).await?;
     Ok(state.deps.ledger.tombstone_account(id).await?)
 }
 

@@ -1,6 +1,9 @@
 //! `GET /v1/jobs/{id}` (status, timings, error code), `GET /v1/jobs/{id}/output` (the unsealed
 //! output, ranges supported: an MP4, or an image job's JPEG; `/video` is the same route under its
 //! first name) and `DELETE /v1/jobs/{id}` (cancel a queued job; delete a finished job's output).
+//!
+//! A session's training job (`kind: personalize`) has no output to show or download: its
+//! adapter is the session's, served to the session's jobs only and deleted with the session.
 
 use std::sync::Arc;
 
@@ -9,7 +12,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use clipfleet_ledger::{DeletionReason, Job, JobStatus, NewDeletion, SubjectKind};
+use clipfleet_ledger::{
+    DeletionReason, Job, JobStatus, NewDeletion, PERSONALIZE_KIND, SubjectKind,
+};
 use clipfleet_models::{Manifest, ModelOutput, ModelSpec};
 use clipfleet_proto::{ErrorCode, JobId, Timestamp};
 use clipfleet_store::{ObjectKey, StoreErrorKind, read_to_end};
@@ -41,9 +46,15 @@ fn media_type(image: bool) -> (&'static str, &'static str) {
     }
 }
 
+/// Whether the job trains a session's adapter (whose output is never shown or served).
+fn is_personalize(job: &Job) -> bool {
+    job.kind.as_deref() == Some(PERSONALIZE_KIND)
+}
+
 /// The job as the API shows it; `runs` lists the models its output goes through (a framing
 /// detector, a chain's stages), from the manifest; `kind` what it makes, and `output` where it
-/// is once stored (`video` too for a video job, the field's first name).
+/// is once stored (`video` too for a video job, the field's first name); `session_id` the
+/// session it belongs to.
 pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
     let spec = job
         .model
@@ -55,16 +66,23 @@ pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
         Some(key) => is_image_key(key),
         None => spec.is_some_and(|spec| spec.output == ModelOutput::Image),
     };
-    let kind = if image { "image" } else { "video" };
-    let output =
-        (job.status == JobStatus::Succeeded && job.output_deleted_at.is_none()).then(|| {
-            json!({
-                "url": format!("/v1/jobs/{}/output", job.id),
-                "content_type": media_type(image).0,
-                "size": job.output_size,
-                "expires_at_ms": ms(job.output_expires_at),
-            })
-        });
+    let personalize = is_personalize(job);
+    let kind = if personalize {
+        PERSONALIZE_KIND
+    } else if image {
+        "image"
+    } else {
+        "video"
+    };
+    let shown = !personalize && job.status == JobStatus::Succeeded;
+    let output = (shown && job.output_deleted_at.is_none()).then(|| {
+        json!({
+            "url": format!("/v1/jobs/{}/output", job.id),
+            "content_type": media_type(image).0,
+            "size": job.output_size,
+            "expires_at_ms": ms(job.output_expires_at),
+        })
+    });
     let video = output.as_ref().filter(|_| !image).map(|output| {
         json!({
             "url": format!("/v1/jobs/{}/video", job.id),
@@ -75,7 +93,7 @@ pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
     let error = job
         .error_code
         .map(|code| json!({ "code": code.as_str(), "message": job.error_message }));
-    json!({
+    let mut view = json!({
         "job_id": job.id.to_string(),
         "account_id": job.account_id.as_str(),
         "pool": job.pool.as_str(),
@@ -93,7 +111,11 @@ pub(crate) fn view(job: &Job, manifest: &Manifest) -> Value {
         "error": error,
         "output": output,
         "video": video,
-    })
+    });
+    if let (Some(session), Some(fields)) = (job.session_id, view.as_object_mut()) {
+        fields.insert("session_id".into(), json!(session.to_string()));
+    }
+    view
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
@@ -123,6 +145,10 @@ pub(crate) async fn output(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = load(&state, &id).await?;
+    if is_personalize(&job) {
+        // The adapter is the session's: never downloadable.
+        return Err(ApiError::not_found(format!("job {} has no output", job.id)));
+    }
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
     let expired = job.output_expires_at.is_some_and(|at| at <= now);
     let key = match (&job.output_key, job.status) {
@@ -220,6 +246,21 @@ pub(crate) async fn delete(
         .record(&state, Some(&job.account_id), "job.delete")
         .await;
     let ledger = &state.deps.ledger;
+    if is_personalize(&job) {
+        // Its photos and its adapter are the session's (`DELETE /v1/sessions/{id}` deletes
+        // them): a queued training is cancelled and hands its photos back to the session.
+        let job = match job.status {
+            JobStatus::Queued => {
+                let after = ledger.cancel_job(job.id).await?;
+                if after.status == JobStatus::Cancelled {
+                    ledger.release_session_photos(after.id).await?;
+                }
+                after
+            }
+            _ => job,
+        };
+        return Ok(Json(view(&job, &state.deps.manifest)));
+    }
     let job = match job.status {
         JobStatus::Queued => {
             let after = ledger.cancel_job(job.id).await?;

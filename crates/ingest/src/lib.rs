@@ -12,7 +12,10 @@
 //! - `http`: the HTTP/1 server loop (bounded read buffers, connect info, graceful stop).
 //! - `submit`: `POST /v1/jobs`.
 //! - `jobs`: `GET /v1/jobs/{id}`, `GET /v1/jobs/{id}/video` (ranges), `DELETE /v1/jobs/{id}`.
-//! - `accounts`: `/v1/accounts…` (create, update, terminate, erasure).
+//! - `accounts`: `/v1/accounts…` (create, update, terminate, erasure: the account's sessions
+//!   end with it).
+//! - `sessions`: `/v1/sessions…` (create, photos, personalize, show, delete): personalisation
+//!   sessions, whose adapter serves the jobs that name the session (`session_id`).
 //! - `admission`: the per-pool backlog bound (`429` with `Retry-After`).
 //! - `events`: the event consumer (broker → ledger).
 //! - `client`: who is asking (address, device id) and the usage record of each request.
@@ -32,6 +35,7 @@ mod jobs;
 mod metrics;
 mod range;
 mod service;
+mod sessions;
 mod submit;
 
 pub use error::ApiError;

@@ -168,6 +168,16 @@ impl Ingest {
             )
             .route("/v1/jobs/{id}/output", get(crate::jobs::output))
             .route("/v1/jobs/{id}/video", get(crate::jobs::output))
+            .route("/v1/sessions", post(crate::sessions::create))
+            .route(
+                "/v1/sessions/{id}",
+                get(crate::sessions::show).delete(crate::sessions::end),
+            )
+            .route("/v1/sessions/{id}/photos", post(crate::sessions::upload))
+            .route(
+                "/v1/sessions/{id}/personalize",
+                post(crate::sessions::personalize),
+            )
             .route("/v1/accounts", post(crate::accounts::create))
             .route(
                 "/v1/accounts/{id}",

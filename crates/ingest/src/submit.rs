@@ -2,8 +2,9 @@
 //!
 //! Order of work, cheapest refusal first, nothing stored before every check passed:
 //! token → params (JSON, model, account active and not under 14, idempotency key, admission)
-//! → photo (streamed with a byte bound, sniffed, header probed for the pixel bound) → sealed
-//! put → ledger row → publish with confirm → `202 {job_id, status_url}`.
+//! → photo (streamed with a byte bound, sniffed, header probed for the pixel bound) → session
+//! (when `session_id` names one: the account's, open, its adapter of the model trained) →
+//! sealed put → ledger row → publish with confirm → `202 {job_id, status_url}`.
 //!
 //! If the ledger row or the publish fails, the photo is deleted again (and the row marked
 //! failed): a stored photo always has a queued job. With an `Idempotency-Key`, the same key
@@ -25,7 +26,7 @@ use clipfleet_media::{Limits, probe};
 use clipfleet_models::{ModelOutput, ModelSpec};
 use clipfleet_proto::{
     AccountId, Aspect, ErrorCode, GenerateJob, InputRef, JobId, JobKind, ModelRef, Motion, Params,
-    Priority, Sha256Hex, Timestamp, encode,
+    Priority, SessionRef, Sha256Hex, Timestamp, encode,
 };
 use clipfleet_store::{ObjectKey, body_from_bytes};
 use clipfleet_telemetry::{inject_context, pseudonym, traceparent};
@@ -42,6 +43,8 @@ use crate::service::State as AppState;
 const MAX_PARAMS_BYTES: usize = 16 * 1024;
 /// Longest idempotency key.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Largest `session_id` part (a ULID is 26 characters).
+const MAX_SESSION_ID_BYTES: usize = 64;
 
 /// The `params` part.
 #[derive(Debug, Deserialize)]
@@ -71,6 +74,10 @@ struct SubmitParams {
     /// model's buckets (`9:16`, `3:4`, `1:1`, `4:3`, `16:9`).
     #[serde(default)]
     aspect: Option<String>,
+    /// The account's personalisation session to render with (its adapter of the model must be
+    /// trained). Also accepted as a form part of its own.
+    #[serde(default)]
+    session_id: Option<String>,
 }
 
 /// What the params part settled.
@@ -84,6 +91,8 @@ struct Checked {
     priority: Priority,
     aspect: Aspect,
     params_digest: [u8; 32],
+    /// The session named in the params, if any.
+    session_id: Option<String>,
     /// The job an earlier request with the same idempotency key made.
     earlier: Option<Job>,
 }
@@ -156,10 +165,10 @@ async fn accept(
     let idempotency_key = idempotency_key(headers)?;
     let mut multipart = multipart
         .map_err(|rejection| ApiError::bad_request(format!("not a multipart form: {rejection}")))?;
-    let max_photo = usize::try_from(state.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
     let mut checked: Option<Checked> = None;
     let mut params_seen = false;
     let mut photo: Option<Bytes> = None;
+    let mut session_part: Option<String> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("params") if !params_seen => {
@@ -171,30 +180,26 @@ async fn accept(
                 checked = Some(check_params(state, &text, idempotency_key.as_deref()).await?);
             }
             Some("photo") if photo.is_none() => {
-                // The request's length bounds the photo's: one allocation, no regrowth copies.
-                let expected = headers
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-                    .unwrap_or(0)
-                    .min(max_photo);
-                let bytes = read_field(field, expected, max_photo, || {
-                    ApiError::new(
-                        ErrorCode::TooLarge,
-                        format!("photo is over the {max_photo} byte limit"),
-                    )
+                photo = Some(read_photo(state, headers, field).await?);
+            }
+            Some("session_id") if session_part.is_none() => {
+                let text = read_field(field, 0, MAX_SESSION_ID_BYTES, || {
+                    ApiError::bad_request("session_id is not a session id")
                 })
                 .await?;
-                state.metrics.upload_bytes.inc_by(bytes.len() as u64);
-                photo = Some(bytes);
+                let text = std::str::from_utf8(&text)
+                    .map_err(|_| ApiError::bad_request("session_id is not a session id"))?;
+                session_part = Some(text.trim().to_owned());
             }
-            Some(name @ ("params" | "photo")) => {
+            Some(name @ ("params" | "photo" | "session_id")) => {
                 return Err(ApiError::bad_request(format!(
                     "the form has two {name} parts"
                 )));
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unexpected form part {:?}: the form has `params` (JSON) and `photo`",
+                    "unexpected form part {:?}: the form has `params` (JSON), `photo` and \
+                     optionally `session_id`",
                     other.unwrap_or("")
                 )));
             }
@@ -205,23 +210,37 @@ async fn accept(
     if photo.is_empty() {
         return Err(ApiError::bad_request("the photo part is empty"));
     }
+    let session_id = match (&checked.session_id, session_part) {
+        (Some(named), Some(part)) if *named != part => {
+            return Err(ApiError::bad_request(
+                "session_id differs between the params and its own part",
+            ));
+        }
+        (Some(named), _) => Some(named.clone()),
+        (None, part) => part,
+    };
     let photo_digest: [u8; 32] = Sha256::digest(&photo).into();
     let request_hash = {
         let mut hasher = Sha256::new();
         hasher.update(checked.params_digest);
         hasher.update(photo_digest);
+        if let Some(session) = &session_id {
+            hasher.update(b"session:");
+            hasher.update(session.as_bytes());
+        }
         hex::encode(hasher.finalize())
     };
     if let Some(earlier) = &checked.earlier {
         return replay(earlier, &request_hash);
     }
-    let limits = Limits {
-        max_input_bytes: max_photo,
-        max_pixels: state.config.limits.max_pixels,
-        ..Limits::default()
+    let content_type = probe_photo(state, &photo)?;
+    let session = match &session_id {
+        Some(id) => {
+            Some(crate::sessions::for_job(state, &checked.account, &checked.spec, id).await?)
+        }
+        None => None,
     };
-    let info = probe(&photo, &limits)?;
-    let mut job = generate_job(&checked, &photo, photo_digest, info.format.name())?;
+    let mut job = generate_job(&checked, &photo, photo_digest, content_type, session)?;
     // The job's trace: never the account id itself, only its pseudonym.
     let span = tracing::info_span!(
         "submit job",
@@ -283,7 +302,43 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-fn multipart_error(err: MultipartError) -> ApiError {
+/// Reads a `photo` part with the upload bound (the request's length sizes the buffer).
+pub(crate) async fn read_photo(
+    state: &AppState,
+    headers: &HeaderMap,
+    field: Field<'_>,
+) -> Result<Bytes, ApiError> {
+    let max_photo = usize::try_from(state.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
+    // The request's length bounds the photo's: one allocation, no regrowth copies.
+    let expected = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(max_photo);
+    let bytes = read_field(field, expected, max_photo, || {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("photo is over the {max_photo} byte limit"),
+        )
+    })
+    .await?;
+    state.metrics.upload_bytes.inc_by(bytes.len() as u64);
+    Ok(bytes)
+}
+
+/// Sniffs the photo and probes its header against the byte and pixel bounds; its media type.
+pub(crate) fn probe_photo(state: &AppState, photo: &[u8]) -> Result<String, ApiError> {
+    let limits = Limits {
+        max_input_bytes: usize::try_from(state.config.limits.max_upload_bytes)
+            .unwrap_or(usize::MAX),
+        max_pixels: state.config.limits.max_pixels,
+        ..Limits::default()
+    };
+    let info = probe(photo, &limits)?;
+    Ok(format!("image/{}", info.format.name()))
+}
+
+pub(crate) fn multipart_error(err: MultipartError) -> ApiError {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             ErrorCode::TooLarge,
@@ -296,7 +351,7 @@ fn multipart_error(err: MultipartError) -> ApiError {
 
 /// Reads one part, refusing it (with `over()`) as soon as it passes `max` bytes: an oversize
 /// upload is never buffered whole.
-async fn read_field(
+pub(crate) async fn read_field(
     mut field: Field<'_>,
     expected: usize,
     max: usize,
@@ -400,6 +455,7 @@ async fn check_params(
         priority,
         aspect,
         params_digest: Sha256::digest(text).into(),
+        session_id: params.session_id,
         earlier,
     })
 }
@@ -469,7 +525,7 @@ fn choose_pool(
 
 /// The account exists, is active, and its holder is not under 14. A birth date that turns
 /// out to be under 14 flags the account (the janitor erases it at once).
-async fn check_account(state: &AppState, id: &AccountId) -> Result<(), ApiError> {
+pub(crate) async fn check_account(state: &AppState, id: &AccountId) -> Result<(), ApiError> {
     let inactive = |why: &str| ApiError::new(ErrorCode::AccountInactive, why);
     let account = match state.deps.ledger.get_account(id).await {
         Ok(account) => account,
@@ -503,20 +559,18 @@ fn generate_job(
     checked: &Checked,
     photo: &[u8],
     digest: [u8; 32],
-    format: &str,
+    content_type: String,
+    session: Option<SessionRef>,
 ) -> Result<GenerateJob, ApiError> {
     let job_id = JobId::generate();
     let submitted_at = Timestamp::from_system_time(std::time::SystemTime::now());
     let deadline = submitted_at.saturating_add(checked.pool.job_deadline);
-    let narrow = |what: &str, value: u32| {
-        u16::try_from(value).map_err(|_| ApiError::internal(what, "model shape over u16"))
-    };
     let spec = &checked.spec;
     let kind = match spec.output {
         ModelOutput::Video => JobKind::Video,
         ModelOutput::Image => JobKind::Image,
     };
-    Ok(GenerateJob {
+    let mut job = GenerateJob {
         v: kind.schema_version(),
         kind,
         job_id,
@@ -532,21 +586,39 @@ fn generate_job(
                 .to_owned(),
             size: photo.len() as u64,
             sha256: Sha256Hex::from_digest(&digest),
-            content_type: format!("image/{format}"),
+            content_type,
         },
-        params: Params {
-            frames: narrow("frames", spec.frames)?,
-            fps: narrow("fps", spec.fps)?,
-            width: narrow("width", spec.input.width)?,
-            height: narrow("height", spec.input.height)?,
-            seed: checked.seed,
-            motion: checked.motion,
-            aspect: checked.aspect,
-        },
+        params: model_params(spec, checked.seed, checked.motion, checked.aspect)?,
+        session,
         priority: checked.priority,
         submitted_at,
         deadline,
         trace: None,
+    };
+    // A job with a session is read only by workers that know sessions (version 3).
+    job.v = job.schema_version();
+    Ok(job)
+}
+
+/// The rendering parameters of a job of `spec`: its shape, with the caller's seed, motion and
+/// aspect.
+pub(crate) fn model_params(
+    spec: &ModelSpec,
+    seed: u64,
+    motion: Motion,
+    aspect: Aspect,
+) -> Result<Params, ApiError> {
+    let narrow = |what: &str, value: u32| {
+        u16::try_from(value).map_err(|_| ApiError::internal(what, "model shape over u16"))
+    };
+    Ok(Params {
+        frames: narrow("frames", spec.frames)?,
+        fps: narrow("fps", spec.fps)?,
+        width: narrow("width", spec.input.width)?,
+        height: narrow("height", spec.input.height)?,
+        seed,
+        motion,
+        aspect,
     })
 }
 
@@ -577,6 +649,8 @@ async fn store_and_publish(
             key,
             request_hash: request_hash.clone(),
         }),
+        kind: None,
+        session_id: job.session.as_ref().map(|session| session.id),
     };
     let inserted = match deps
         .ledger
@@ -595,30 +669,7 @@ async fn store_and_publish(
         remove_photo(state, &key).await;
         return replay(&inserted.job, &request_hash);
     }
-    let topic = Topic::Jobs(job.pool.clone(), job.priority);
-    let publish = tracing::info_span!(
-        "publish job",
-        otel.kind = "producer",
-        messaging.destination.name = %job.pool,
-        messaging.message.id = %job.job_id,
-    );
-    let mut outgoing = Outgoing::new(body);
-    inject_context(&publish, &mut outgoing.headers);
-    let published = tokio::time::timeout(
-        state.options.publish_timeout,
-        deps.broker.publish(&topic, outgoing),
-    )
-    .instrument(publish)
-    .await;
-    let failure = match published {
-        Ok(Ok(())) => None,
-        Ok(Err(err)) => Some(err.to_string()),
-        Err(_) => Some(format!(
-            "no confirm within {:?}",
-            state.options.publish_timeout
-        )),
-    };
-    if let Some(why) = failure {
+    if let Err(why) = publish(state, &job, body).await {
         tracing::warn!(job = %job.job_id, error = %why, "publish not confirmed: rolling back");
         remove_photo(state, &key).await;
         if let Err(err) = deps
@@ -645,9 +696,42 @@ async fn store_and_publish(
     Ok((inserted.job, true))
 }
 
+/// Publishes an encoded job to its pool's queue with a confirm, within the publish timeout,
+/// in a `publish job` span whose context goes into the message's headers. `Err` says why it
+/// was not confirmed (the caller rolls back).
+pub(crate) async fn publish(
+    state: &AppState,
+    job: &GenerateJob,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let topic = Topic::Jobs(job.pool.clone(), job.priority);
+    let publish = tracing::info_span!(
+        "publish job",
+        otel.kind = "producer",
+        messaging.destination.name = %job.pool,
+        messaging.message.id = %job.job_id,
+    );
+    let mut outgoing = Outgoing::new(body);
+    inject_context(&publish, &mut outgoing.headers);
+    let published = tokio::time::timeout(
+        state.options.publish_timeout,
+        state.deps.broker.publish(&topic, outgoing),
+    )
+    .instrument(publish)
+    .await;
+    match published {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!(
+            "no confirm within {:?}",
+            state.options.publish_timeout
+        )),
+    }
+}
+
 /// Deletes a photo whose job will not run. If even that fails, the janitor's rules (terminal
 /// job, orphan, `input_max_age`) delete it later.
-async fn remove_photo(state: &AppState, key: &ObjectKey) {
+pub(crate) async fn remove_photo(state: &AppState, key: &ObjectKey) {
     if let Err(err) = state.deps.store.delete(key).await {
         tracing::warn!(error = %err, "could not delete a rolled-back photo; the janitor will");
     }

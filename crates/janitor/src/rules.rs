@@ -269,7 +269,10 @@ pub fn videos<'a>(
 }
 
 /// Session artifacts (`sessions/<account>/<session>/…`): all of a session at once when its
-/// `ended` marker is there, or when its first artifact is older than `session_ttl`.
+/// first artifact is older than `session_ttl`; when its `ended` marker is there, every other
+/// artifact at once and the marker itself once it is older than the tombstone hold (no job of
+/// the session can still run then: a worker checks the marker before and after it writes an
+/// adapter, so the marker must outlive any job that could write one).
 pub fn sessions(
     now: Timestamp,
     policy: &Policy,
@@ -297,9 +300,11 @@ pub fn sessions(
         if AccountId::new(account.as_str()).is_ok_and(|id| spared(&id)) {
             continue;
         }
-        let ended = objects.iter().any(|object| {
-            object.key.as_str() == format!("sessions/{account}/{session}/{SESSION_END_MARKER}")
-        });
+        let marker_key = format!("sessions/{account}/{session}/{SESSION_END_MARKER}");
+        let marker = objects
+            .iter()
+            .find(|object| object.key.as_str() == marker_key);
+        let ended = marker.is_some();
         let started = objects
             .iter()
             .map(|object| object.last_modified)
@@ -312,7 +317,13 @@ pub fn sessions(
         } else {
             continue;
         };
+        let marker_held = marker.is_some_and(|m| {
+            age(now, m.last_modified) < policy.tombstone_hold() && rule == Rule::SessionEnded
+        });
         for object in objects {
+            if marker_held && object.key.as_str() == marker_key {
+                continue;
+            }
             actions.push(Action::DeleteObject(ObjectDeletion {
                 rule,
                 key: object.key.clone(),
@@ -555,18 +566,30 @@ mod tests {
     fn sessions_end_by_marker_or_ttl_and_orphans_wait() {
         let stored = [
             object("sessions/a/s1/lora.bin", MIN),
-            object("sessions/a/s1/ended", MIN),
+            object("sessions/a/s1/ended", 2 * 3600 * 1000),
             object("sessions/a/s2/lora.bin", 25 * 3600 * 1000),
             object("sessions/a/s3/lora.bin", MIN),
         ];
-        let rules: Vec<Rule> = sessions(NOW, &policy(), &stored, &|_| false)
-            .iter()
-            .map(Action::rule)
-            .collect();
+        let actions = sessions(NOW, &policy(), &stored, &|_| false);
+        let rules: Vec<Rule> = actions.iter().map(Action::rule).collect();
         assert_eq!(
             rules,
             [Rule::SessionEnded, Rule::SessionEnded, Rule::SessionTtl]
         );
+        // The marker outlives the session's other objects until no job of it can run.
+        let young_marker = [
+            object("sessions/a/s4/adapters/portrait", MIN),
+            object("sessions/a/s4/ended", 1000),
+        ];
+        let actions = sessions(NOW, &policy(), &young_marker, &|_| false);
+        let keys: Vec<String> = actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::DeleteObject(deletion) => Some(deletion.key.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, ["sessions/a/s4/adapters/portrait"]);
         let stored = [
             object("inputs/a/x", 14 * MIN),
             object("inputs/a/y", 16 * MIN),

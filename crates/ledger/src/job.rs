@@ -1,7 +1,7 @@
 //! Jobs: inserted by ingest (idempotently, per account and idempotency key), moved through their
 //! states by job events (`events.rs`), read by ingest, the janitor and `clipctl`.
 
-use clipfleet_proto::{AccountId, ErrorCode, JobId, PoolName, Timestamp};
+use clipfleet_proto::{AccountId, ErrorCode, JobId, PoolName, SessionId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{FromRow, Row};
 
@@ -17,6 +17,12 @@ const MAX_KEY_BYTES: usize = 1024;
 
 /// Longest failure message kept, in bytes (as the wire protocol bounds it).
 const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// The kinds a job row may name (the migration's check says the same).
+const KINDS: [&str; 3] = ["video", "image", "personalize"];
+
+/// The `kind` of a session's training job.
+pub const PERSONALIZE_KIND: &str = "personalize";
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +96,12 @@ pub struct NewJob {
     pub input_key: String,
     /// Set when the client sent an idempotency key.
     pub idempotency: Option<Idempotency>,
+    /// What it makes when that is not what its model makes: `personalize` for a session's
+    /// training job. `None`: the model's own kind (video or image).
+    pub kind: Option<String>,
+    /// The personalisation session it belongs to: a training job, or a job rendered with the
+    /// session's adapter.
+    pub session_id: Option<SessionId>,
 }
 
 /// A job as the ledger holds it.
@@ -135,6 +147,10 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     /// Digest of the request that carried the key.
     pub request_hash: Option<String>,
+    /// `personalize` for a session's training job; `None`: what its model makes.
+    pub kind: Option<String>,
+    /// The personalisation session it belongs to, if any.
+    pub session_id: Option<SessionId>,
 }
 
 /// The answer to [`Ledger::insert_job`].
@@ -148,7 +164,7 @@ pub struct InsertedJob {
 
 pub(crate) const JOB_COLUMNS: &str = "id, account_id, pool, model, status, submitted_at, \
     started_at, finished_at, progress_pct, input_key, input_deleted_at, output_key, output_size, \
-    output_expires_at, output_deleted_at, error_code, error_message, attempts, idempotency_key, request_hash";
+    output_expires_at, output_deleted_at, error_code, error_message, attempts, idempotency_key, request_hash, kind, session_id";
 
 impl FromRow<'_, AnyRow> for Job {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -165,6 +181,7 @@ impl FromRow<'_, AnyRow> for Job {
         let size: Option<i64> = row.try_get("output_size")?;
         let attempts: i64 = row.try_get("attempts")?;
         let code: Option<String> = row.try_get("error_code")?;
+        let session: Option<String> = row.try_get("session_id")?;
         Ok(Job {
             id: id.parse().map_err(|_| decode_error("id", "not a job id"))?,
             account_id: AccountId::new(account_id)
@@ -195,6 +212,13 @@ impl FromRow<'_, AnyRow> for Job {
                 .map_err(|_| decode_error("attempts", "out of range"))?,
             idempotency_key: row.try_get("idempotency_key")?,
             request_hash: row.try_get("request_hash")?,
+            kind: row.try_get("kind")?,
+            session_id: session
+                .map(|id| {
+                    id.parse()
+                        .map_err(|_| decode_error("session_id", "not a session id"))
+                })
+                .transpose()?,
         })
     }
 }
@@ -217,6 +241,13 @@ impl NewJob {
             check_text("idempotency_key", &idempotency.key, MAX_TOKEN_BYTES)?;
             check_text("request_hash", &idempotency.request_hash, MAX_TOKEN_BYTES)?;
         }
+        if let Some(kind) = &self.kind
+            && !KINDS.contains(&kind.as_str())
+        {
+            return Err(LedgerError::invalid(format!(
+                "kind must be one of {KINDS:?} when set"
+            )));
+        }
         Ok(())
     }
 }
@@ -238,8 +269,8 @@ impl Ledger {
         };
         let inserted = sqlx::query_as::<_, Job>(&format!(
             "INSERT INTO jobs (id, account_id, pool, model, status, status_key, submitted_at, \
-             input_key, attempts, idempotency_key, request_hash) \
-             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, $8) \
+             input_key, attempts, idempotency_key, request_hash, kind, session_id) \
+             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, 0, $7, $8, $9, $10) \
              ON CONFLICT (account_id, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
         ))
         .bind(job.id.to_string())
@@ -250,6 +281,8 @@ impl Ledger {
         .bind(job.input_key.as_str())
         .bind(key)
         .bind(hash)
+        .bind(job.kind.as_deref())
+        .bind(job.session_id.map(|id| id.to_string()))
         .fetch_optional(&self.pool)
         .await
         .map_err(sqlx_err("insert job"))?;

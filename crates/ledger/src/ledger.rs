@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "ledger", include_str!("../migrations/0001_ledger.sql")),
     (2, "janitor", include_str!("../migrations/0002_janitor.sql")),
     (3, "console", include_str!("../migrations/0003_console.sql")),
+    (
+        4,
+        "sessions",
+        include_str!("../migrations/0004_sessions.sql"),
+    ),
 ];
 
 /// How long a caller waits for a pooled connection before the call fails as `Unavailable`.

@@ -1,5 +1,5 @@
-//! The ledger: the fleet's database of accounts, jobs, usage records and the deletion audit
-//! (DESIGN.md §6), on PostgreSQL (production, services tests) or SQLite (the embedded default)
+//! The ledger: the fleet's database of accounts, jobs, personalisation sessions, usage records
+//! and the deletion audit (DESIGN.md §6), on PostgreSQL (production, services tests) or SQLite (the embedded default)
 //! through sqlx, with one set of migrations for both. Queries are checked at run time, so the
 //! build never needs a database.
 //!
@@ -14,6 +14,8 @@
 //! - `job`: [`Job`], idempotent insertion, [`Ledger::fail_job`].
 //! - `events`: the job-event state machine ([`Ledger::apply_events`]).
 //! - `purge`: [`Ledger::delete_account`], the end of an account's rows.
+//! - `session`: personalisation [`Session`]s, their photos and the jobs that train on them
+//!   (created with a TTL, ended once, photo rows deleted at the end).
 //! - `sweep`: what the janitor sweeps (expired videos, stale photos, accounts due) and marks.
 //! - `retention`: the janitor's keyset-paged candidates, batched marks, and the audit as a
 //!   write-ahead log (deduplicated intents confirmed once verified).
@@ -34,6 +36,7 @@ mod ledger;
 mod operations;
 mod purge;
 mod retention;
+mod session;
 mod sweep;
 mod usage;
 
@@ -42,9 +45,10 @@ pub use audit::{Deletion, DeletionFilter, DeletionReason, NewDeletion, SubjectKi
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{LedgerError, LedgerErrorKind};
 pub use events::ApplyOutcome;
-pub use job::{Idempotency, InsertedJob, Job, JobStatus, NewJob};
+pub use job::{Idempotency, InsertedJob, Job, JobStatus, NewJob, PERSONALIZE_KIND};
 pub use ledger::{Backend, Ledger};
 pub use operations::{Attempt, MinuteRate, NewSweep, SweepRecord};
 pub use purge::PurgedRows;
 pub use retention::JobCursor;
+pub use session::{NewSessionPhoto, Session, SessionEndReason, SessionPhotoRow};
 pub use usage::{MAX_LIST_LIMIT, NewUsage, UsageRecord};

@@ -15,12 +15,18 @@ pub struct PurgedRows {
     pub jobs: u64,
     /// Usage records.
     pub usage_records: u64,
+    /// Personalisation sessions.
+    pub sessions: u64,
+    /// Photo rows of those sessions (none once a session ended; an open one's remain).
+    pub session_photos: u64,
 }
 
 impl Ledger {
-    /// Deletes the account's row, its jobs and its usage records in one transaction. The
-    /// caller deletes the objects first (a job row is how the janitor finds them). `Conflict`
-    /// while a legal hold is on; `NotFound` if there is no such account.
+    /// Deletes the account's row, its jobs, its usage records and its sessions (with their
+    /// photo rows) in one transaction. The caller deletes the objects first (a job row is how
+    /// the janitor finds them). `Conflict` while a legal hold is on; `NotFound` if there is no
+    /// such account. Rows are deleted explicitly, not left to `ON DELETE CASCADE`: SQLite may
+    /// run without foreign keys enforced.
     pub async fn delete_account(&self, id: &AccountId) -> Result<PurgedRows, LedgerError> {
         let mut tx = self.pool.begin().await.map_err(sqlx_err("begin"))?;
         // Locks the row (a legal hold set meanwhile waits for us, or wins before us).
@@ -52,6 +58,17 @@ impl Ledger {
             usage_records: delete(
                 "DELETE FROM usage_records WHERE account_id = $1",
                 "delete usage records",
+            )
+            .await?,
+            session_photos: delete(
+                "DELETE FROM session_photos WHERE session_id IN \
+                 (SELECT id FROM sessions WHERE account_id = $1)",
+                "delete session photos",
+            )
+            .await?,
+            sessions: delete(
+                "DELETE FROM sessions WHERE account_id = $1",
+                "delete sessions",
             )
             .await?,
         };

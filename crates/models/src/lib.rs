@@ -96,6 +96,48 @@ impl Framing {
     }
 }
 
+/// The architecture of a personalised adapter (`models/README.md`, "Personalised adapters").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// A per-pixel residual MLP on the model's output colours (`3 → hidden → 3`, two 1×1
+    /// convolutions, the second zero at the start so the untrained adapter is the identity):
+    /// trained to keep the session's own tones under the model's style.
+    Tone,
+}
+
+/// A learning rate: a positive float, compared by its bits (so a spec stays `Eq`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+pub struct LearningRate(pub f64);
+
+impl PartialEq for LearningRate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for LearningRate {}
+
+/// How a session's personalised adapter of an image generator is trained (`adapter = { kind =
+/// "tone", hidden = 16, steps = 200, learning_rate = 0.02, train_size = 128 }`): a
+/// `personalize` job of the session runs `steps` Adam steps on its photos fitted to
+/// `train_size`², the base model frozen; the session's later jobs of the model run through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterSpec {
+    /// The architecture.
+    pub kind: AdapterKind,
+    /// Width of its hidden layer (1..=256).
+    pub hidden: u32,
+    /// Gradient steps per training (1..=5000).
+    pub steps: u32,
+    /// Adam's learning rate (0 < lr <= 1).
+    pub learning_rate: LearningRate,
+    /// The side of the square the photos are fitted to for training (16..=1024).
+    pub train_size: u32,
+}
+
 /// One stage of a chain: the generator first (with the keyframes it renders), then each
 /// interpolator (with the factor it multiplies the frame rate by).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -175,6 +217,10 @@ pub struct ModelSpec {
     /// `input` is the box a photo is scaled down into for detection.
     #[serde(default)]
     pub framing: Option<Framing>,
+    /// The personalised adapter a session may train for it (image generators only); none: the
+    /// model serves sessions without one, and `personalize` jobs for it are refused.
+    #[serde(default)]
+    pub adapter: Option<AdapterSpec>,
 }
 
 fn float32() -> ModelDtype {
@@ -393,6 +439,23 @@ impl Manifest {
                     "{where_}: an image model is a generator of one frame (frames = 1), not a chain"
                 )));
             }
+            if let Some(adapter) = &spec.adapter {
+                let ranges_ok = (1..=256).contains(&adapter.hidden)
+                    && (1..=5000).contains(&adapter.steps)
+                    && adapter.learning_rate.0 > 0.0
+                    && adapter.learning_rate.0 <= 1.0
+                    && (16..=1024).contains(&adapter.train_size);
+                if spec.output != ModelOutput::Image || spec.role != ModelRole::Generator {
+                    return Err(invalid(format!(
+                        "{where_}: only an image generator takes a personalised adapter"
+                    )));
+                }
+                if !ranges_ok {
+                    return Err(invalid(format!(
+                        "{where_}: adapter hidden, steps, learning_rate or train_size out of range"
+                    )));
+                }
+            }
             if let Some(framing) = &spec.framing {
                 check_framing(spec, framing, &raw.models)
                     .map_err(|why| invalid(format!("{where_}: {why}")))?;
@@ -542,6 +605,40 @@ dtype = "float32"
         let motion = manifest.find("motion", "1").expect("motion@1");
         assert_eq!(motion.key(), "motion@1");
         assert!(manifest.find("motion", "999").is_none());
+    }
+
+    #[test]
+    fn adapters_belong_to_image_generators_and_are_bounded() {
+        let image = ONE.replace("frames = 8", "frames = 1").replace(
+            "dtype = \"float32\"",
+            "dtype = \"float32\"\noutput = \"image\"",
+        );
+        let with = |text: &str, adapter: &str| format!("{text}adapter = {adapter}\n");
+        let good =
+            "{ kind = \"tone\", hidden = 16, steps = 200, learning_rate = 0.02, train_size = 128 }";
+        let manifest = Manifest::parse(&with(&image, good), PathBuf::from("/m")).expect("parses");
+        let adapter = manifest.models[0].adapter.expect("adapter");
+        assert_eq!(
+            (adapter.kind, adapter.hidden, adapter.steps),
+            (AdapterKind::Tone, 16, 200)
+        );
+        let err = Manifest::parse(&with(ONE, good), PathBuf::from("/m")).unwrap_err();
+        assert!(err.to_string().contains("only an image generator"), "{err}");
+        for bad in [
+            good.replace("hidden = 16", "hidden = 0"),
+            good.replace("learning_rate = 0.02", "learning_rate = 0.0"),
+            good.replace("train_size = 128", "train_size = 8"),
+        ] {
+            let err = Manifest::parse(&with(&image, &bad), PathBuf::from("/m")).unwrap_err();
+            assert!(err.to_string().contains("out of range"), "{err}");
+        }
+        let embedded = Manifest::embedded(PathBuf::from("models")).expect("embedded");
+        assert!(
+            embedded
+                .find("portrait", "1")
+                .and_then(|m| m.adapter)
+                .is_some()
+        );
     }
 
     #[test]

@@ -46,6 +46,13 @@ open_enum! {
         Undecodable = "undecodable",
         /// A message was delivered more times than the queue allows.
         DeliveryLimit = "delivery_limit",
+        /// The session ended (deleted, past its TTL, or its account erased); its photos and its
+        /// adapter are gone or going.
+        SessionEnded = "session_ended",
+        /// The session cannot serve this yet (no adapter trained, or one still training).
+        SessionNotReady = "session_not_ready",
+        /// A personalised adapter was made for another account, session or model: never used.
+        AdapterMismatch = "adapter_mismatch",
         /// A bug: something that should not happen did.
         Internal = "internal",
     }
@@ -59,13 +66,14 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::AccountInactive | ErrorCode::UnderAge => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Conflict | ErrorCode::Cancelled => 409,
-            ErrorCode::Expired | ErrorCode::AccountErased => 410,
+            ErrorCode::Conflict | ErrorCode::Cancelled | ErrorCode::SessionNotReady => 409,
+            ErrorCode::Expired | ErrorCode::AccountErased | ErrorCode::SessionEnded => 410,
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedFormat => 415,
             ErrorCode::BadImage | ErrorCode::UnknownModel => 422,
             ErrorCode::Overloaded => 429,
             ErrorCode::ModelError
+            | ErrorCode::AdapterMismatch
             | ErrorCode::DeliveryLimit
             | ErrorCode::Internal
             | ErrorCode::Unknown => 500,

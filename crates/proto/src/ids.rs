@@ -17,57 +17,80 @@ pub struct IdError {
     pub reason: String,
 }
 
-/// A job's id: a ULID, 26 Crockford base-32 characters on the wire. Also the name of the job's
-/// input and output objects, so redelivered work finds what an earlier attempt stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct JobId(Ulid);
+macro_rules! ulid_id {
+    ($(#[$meta:meta])* $name:ident, $kind:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Ulid);
 
-impl JobId {
-    /// A fresh id for the current time.
-    pub fn generate() -> Self {
-        JobId(Ulid::new())
-    }
+        impl $name {
+            /// A fresh id for the current time.
+            pub fn generate() -> Self {
+                $name(Ulid::new())
+            }
 
-    /// Wraps an existing ULID (tests, replays).
-    pub const fn from_ulid(ulid: Ulid) -> Self {
-        JobId(ulid)
-    }
+            /// Wraps an existing ULID (tests, replays).
+            pub const fn from_ulid(ulid: Ulid) -> Self {
+                $name(ulid)
+            }
 
-    /// The ULID inside.
-    pub const fn ulid(self) -> Ulid {
-        self.0
-    }
+            /// The ULID inside.
+            pub const fn ulid(self) -> Ulid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(text: &str) -> Result<Self, IdError> {
+                Ulid::from_string(text).map($name).map_err(|err| IdError {
+                    kind: $kind,
+                    reason: err.to_string(),
+                })
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(text: String) -> Result<Self, IdError> {
+                text.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
+        }
+    };
 }
 
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
+ulid_id!(
+    /// A job's id: a ULID, 26 Crockford base-32 characters on the wire. Also the name of the
+    /// job's input and output objects, so redelivered work finds what an earlier attempt stored.
+    JobId,
+    "job_id"
+);
 
-impl FromStr for JobId {
-    type Err = IdError;
-    fn from_str(text: &str) -> Result<Self, IdError> {
-        Ulid::from_string(text).map(JobId).map_err(|err| IdError {
-            kind: "job_id",
-            reason: err.to_string(),
-        })
-    }
-}
+ulid_id!(
+    /// A personalisation session's id (a ULID): names the session's prefix
+    /// `sessions/<account>/<session>/`, where its photos and its adapter live until it ends.
+    SessionId,
+    "session_id"
+);
 
-impl TryFrom<String> for JobId {
-    type Error = IdError;
-    fn try_from(text: String) -> Result<Self, IdError> {
-        text.parse()
-    }
-}
-
-impl From<JobId> for String {
-    fn from(id: JobId) -> String {
-        id.to_string()
-    }
-}
+ulid_id!(
+    /// One photo uploaded to a session (a ULID): `sessions/<account>/<session>/photos/<photo>`.
+    PhotoId,
+    "photo_id"
+);
 
 /// Characters of account and worker ids: ASCII letters, digits, `_`, `-` and `.`.
 fn wide_char(c: char) -> bool {
@@ -191,6 +214,8 @@ mod tests {
         assert_eq!(id.to_string().len(), 26);
         assert_eq!(id.to_string().parse::<JobId>(), Ok(id));
         assert!("not-a-ulid".parse::<JobId>().is_err());
+        let err = "x".parse::<SessionId>().unwrap_err();
+        assert_eq!(err.kind, "session_id");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Invalid, Message};
-use crate::{AccountId, JobId, PoolName, Timestamp};
+use crate::{AccountId, JobId, PhotoId, PoolName, SessionId, Timestamp};
 
 open_enum! {
     /// Scheduling class: paid jobs overtake free ones without starving them.
@@ -72,14 +72,18 @@ impl Default for Aspect {
 
 open_enum! {
     /// What a job makes of its photo. Absent on the wire means `video`, and is how `video` is
-    /// written (schema version 1). A job of any other kind is written at schema version 2
-    /// ([`JobKind::schema_version`]): a reader of version 1 alone would run it as a video, so it
-    /// must refuse it instead (`unsupported version`, dead-lettered `undecodable`).
+    /// written (schema version 1). A job of any other kind is written at the kind's schema
+    /// version ([`JobKind::schema_version`]): a reader of version 1 alone would run it as a
+    /// video, so it must refuse it instead (`unsupported version`, dead-lettered `undecodable`).
     pub enum JobKind {
         /// Photo in, MP4 out: image-to-video.
         Video = "video",
         /// Photo in, still image out: image-to-image (portraits, beautification).
         Image = "image",
+        /// A session's photos in, the session's personalised adapter out (schema version 3):
+        /// gradient steps on a small adapter of the named model, stored sealed under the
+        /// session's prefix. Needs `session` with its photos.
+        Personalize = "personalize",
     }
 }
 
@@ -88,9 +92,14 @@ impl JobKind {
         *self == JobKind::Video
     }
 
-    /// The schema version a job of this kind is written at: 1 for `video`, 2 for the rest.
+    /// The schema version a job of this kind is written at: 1 for `video`, 2 for `image`, 3
+    /// for `personalize` (and for any job carrying a `session`, [`GenerateJob::schema_version`]).
     pub fn schema_version(self) -> u32 {
-        if self.is_video() { 1 } else { 2 }
+        match self {
+            JobKind::Video => 1,
+            JobKind::Image => 2,
+            _ => 3,
+        }
     }
 }
 
@@ -169,6 +178,36 @@ pub struct InputRef {
     pub content_type: String,
 }
 
+/// Most photos one session holds (and one `personalize` job trains on).
+pub const MAX_SESSION_PHOTOS: usize = 16;
+
+/// One photo of a session, sealed at rest under `sessions/<account>/<session>/photos/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPhoto {
+    /// Names the object.
+    pub id: PhotoId,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Digest of the plaintext, checked by the worker after unsealing.
+    pub sha256: Sha256Hex,
+    /// Media type sniffed by ingest.
+    pub content_type: String,
+}
+
+/// The personalisation session a job belongs to (schema version 3). Its keys derive from the
+/// job's account and this id, so a job can reach only its own session's objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRef {
+    /// The session.
+    pub id: SessionId,
+    /// When the session ends by its TTL: no adapter is written at or after this instant.
+    pub expires_at: Timestamp,
+    /// The photos a `personalize` job trains on (1..=[`MAX_SESSION_PHOTOS`]); empty for a
+    /// job that uses the session's adapter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<SessionPhoto>,
+}
+
 /// What to render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Params {
@@ -204,13 +243,18 @@ pub struct GenerateJob {
     pub pool: PoolName,
     /// The model to run.
     pub model: ModelRef,
-    /// The photo.
+    /// The photo (a `personalize` job: its session's first photo; it trains on
+    /// `session.photos`).
     pub input: InputRef,
     /// Rendering parameters.
     pub params: Params,
     /// What it makes: a video, or (schema version 2) a still image. Absent means `video`.
     #[serde(default, skip_serializing_if = "JobKind::is_video")]
     pub kind: JobKind,
+    /// The personalisation session (schema version 3): a `personalize` job trains the session's
+    /// adapter; any other job with a session is rendered with it. Absent: no session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionRef>,
     /// Scheduling class.
     pub priority: Priority,
     /// When ingest accepted the job.
@@ -228,6 +272,15 @@ const MAX_KEY_BYTES: usize = 1024;
 const MAX_LABEL_BYTES: usize = 128;
 /// Longest `traceparent` accepted (the W3C format is 55 characters).
 const MAX_TRACEPARENT_BYTES: usize = 128;
+
+impl GenerateJob {
+    /// The schema version this job is written at: its kind's, and 3 when it carries a session
+    /// (a reader of 2 would ignore the session and render without its adapter).
+    pub fn schema_version(&self) -> u32 {
+        let session = if self.session.is_some() { 3 } else { 1 };
+        self.kind.schema_version().max(session)
+    }
+}
 
 impl Message for GenerateJob {
     const KIND: &'static str = "generate_job";
@@ -262,6 +315,51 @@ impl Message for GenerateJob {
                 self.kind,
                 self.kind.schema_version()
             )));
+        }
+        if self.v < self.schema_version() {
+            return Err(Invalid(format!(
+                "a job with a session is schema version {} or later",
+                self.schema_version()
+            )));
+        }
+        match (&self.session, self.kind) {
+            (None, JobKind::Personalize) => {
+                return Err(Invalid("a personalize job needs its session".into()));
+            }
+            (Some(session), JobKind::Personalize)
+                if session.photos.is_empty() || session.photos.len() > MAX_SESSION_PHOTOS =>
+            {
+                return Err(Invalid(format!(
+                    "a personalize job trains on 1..={MAX_SESSION_PHOTOS} photos"
+                )));
+            }
+            (Some(session), kind) if kind != JobKind::Personalize && !session.photos.is_empty() => {
+                return Err(Invalid(
+                    "only a personalize job lists session photos".into(),
+                ));
+            }
+            (Some(session), _) => {
+                // The session's adapter is stored under the model's name.
+                let segment_ok = self
+                    .model
+                    .name
+                    .starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && self
+                        .model
+                        .name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                if !segment_ok {
+                    return Err(Invalid(
+                        "a session's job names its model in letters, digits, '-', '_' and '.'"
+                            .into(),
+                    ));
+                }
+                for photo in &session.photos {
+                    label("session.photos.content_type", &photo.content_type)?;
+                }
+            }
+            (None, _) => {}
         }
         let p = &self.params;
         if p.frames == 0 || p.fps == 0 || p.width == 0 || p.height == 0 {

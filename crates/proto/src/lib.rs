@@ -33,9 +33,10 @@ pub use code::ErrorCode;
 pub use codec::{DecodeError, EncodeError, MAX_MESSAGE_BYTES, Message, decode, encode};
 pub use control::{Control, ControlCommand};
 pub use event::{EventBatch, EventKind, JobEvent, MAX_EVENTS_PER_BATCH, StageDurations};
-pub use ids::{AccountId, IdError, JobId, PoolName, WorkerId};
+pub use ids::{AccountId, IdError, JobId, PhotoId, PoolName, SessionId, WorkerId};
 pub use job::{
-    Aspect, GenerateJob, InputRef, JobKind, ModelRef, Motion, Params, Priority, Sha256Hex,
+    Aspect, GenerateJob, InputRef, JobKind, MAX_SESSION_PHOTOS, ModelRef, Motion, Params, Priority,
+    SessionPhoto, SessionRef, Sha256Hex,
 };
 pub use time::Timestamp;
 
@@ -45,9 +46,11 @@ pub use time::Timestamp;
 /// ([`JobKind::schema_version`]), so readers of version 1 refuse it.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The newest schema version this crate reads: 2, which adds a job's `kind` (what a reader of 1
-/// alone would misread) and nothing else, so every other message reads the same at 1 and 2.
-pub const MAX_SUPPORTED_VERSION: u32 = 2;
+/// The newest schema version this crate reads: 2 adds a job's `kind` (what a reader of 1 alone
+/// would misread), 3 a job's `session` (a reader of 2 would render a session's job without its
+/// personalised adapter, or not know a `personalize` job); every other message reads the same at
+/// 1, 2 and 3.
+pub const MAX_SUPPORTED_VERSION: u32 = 3;
 
 /// The oldest schema version this crate still reads.
 pub const MIN_SUPPORTED_VERSION: u32 = 1;

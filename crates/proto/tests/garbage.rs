@@ -124,6 +124,7 @@ fn valid_job() -> impl Strategy<Value = GenerateJob> {
                         motion: Motion::KNOWN[motion],
                         aspect: clipfleet_proto::Aspect::Auto,
                     },
+                    session: None,
                     priority: if paid { Priority::Paid } else { Priority::Free },
                     submitted_at: Timestamp::from_unix_ms(submitted),
                     deadline: Timestamp::from_unix_ms(deadline),

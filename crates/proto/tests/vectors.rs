@@ -186,6 +186,49 @@ fn an_image_job_is_version_2_and_refused_where_it_would_be_misread() {
     }
 }
 
+/// A job with a session is schema version 3: a reader of version 2 would run a `personalize` job
+/// as nothing it knows and a session's image job without the session's adapter, so it refuses
+/// both by their version. This reader reads them, and refuses one that claims version 2, a
+/// `personalize` job without its session or its photos, and photos on a job that only uses the
+/// session's adapter.
+#[test]
+fn a_session_s_jobs_are_version_3_and_refused_where_they_would_be_misread() {
+    let personalize: serde_json::Value =
+        read_json(&vectors_dir().join("generate_job.personalize.json"));
+    let job: GenerateJob = decode(&json_to_msgpack(&personalize)).expect("a personalize job reads");
+    assert_eq!((job.v, job.kind), (3, JobKind::Personalize));
+    assert_eq!(job.session.as_ref().map(|s| s.photos.len()), Some(2));
+    assert_eq!(job.schema_version(), 3);
+    let image: serde_json::Value =
+        read_json(&vectors_dir().join("generate_job.session_image.json"));
+    let job: GenerateJob = decode(&json_to_msgpack(&image)).expect("a session's image job reads");
+    assert_eq!(
+        (job.v, job.kind, job.schema_version()),
+        (3, JobKind::Image, 3)
+    );
+    let refused =
+        |wire: &serde_json::Value, why: &str| match decode::<GenerateJob>(&json_to_msgpack(wire)) {
+            Err(DecodeError::Invalid { source, .. }) => {
+                assert!(source.to_string().contains(why), "{source}");
+            }
+            other => panic!("{why}: {other:?}"),
+        };
+    for wire in [&personalize, &image] {
+        let mut older = wire.clone();
+        older["v"] = serde_json::json!(2);
+        refused(&older, "schema version 3");
+    }
+    let mut no_session = personalize.clone();
+    no_session.as_object_mut().expect("map").remove("session");
+    refused(&no_session, "needs its session");
+    let mut no_photos = personalize.clone();
+    no_photos["session"]["photos"] = serde_json::json!([]);
+    refused(&no_photos, "trains on 1..=");
+    let mut photos_on_image = image.clone();
+    photos_on_image["session"]["photos"] = personalize["session"]["photos"].clone();
+    refused(&photos_on_image, "only a personalize job");
+}
+
 #[test]
 fn old_reader_accepts_newer_event_batch() {
     assert!(check_compat::<EventBatch>("event_batch") >= 1);

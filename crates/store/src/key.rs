@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use clipfleet_proto::{AccountId, JobId};
+use clipfleet_proto::{AccountId, JobId, PhotoId, SessionId};
 
 use crate::error::StoreError;
 
@@ -40,6 +40,34 @@ impl ObjectKey {
     /// `outputs/<account>/<job>.jpg`: an image job's still image, kept and deleted like a video.
     pub fn output_image(account: &AccountId, job: JobId) -> Self {
         ObjectKey(format!("outputs/{account}/{job}.jpg"))
+    }
+
+    /// `sessions/<account>/<session>/`: everything of one personalisation session, deleted
+    /// together when it ends.
+    pub fn session_prefix(account: &AccountId, session: SessionId) -> String {
+        format!("sessions/{account}/{session}/")
+    }
+
+    /// `sessions/<account>/<session>/photos/<photo>`: a photo uploaded to a session.
+    pub fn session_photo(account: &AccountId, session: SessionId, photo: PhotoId) -> Self {
+        ObjectKey(format!("sessions/{account}/{session}/photos/{photo}"))
+    }
+
+    /// `sessions/<account>/<session>/adapters/<model>`: the session's personalised adapter of a
+    /// model (a manifest name, which is a valid segment; the version is inside the adapter).
+    pub fn session_adapter(
+        account: &AccountId,
+        session: SessionId,
+        model: &str,
+    ) -> Result<Self, StoreError> {
+        ObjectKey::new(format!("sessions/{account}/{session}/adapters/{model}"))
+    }
+
+    /// `sessions/<account>/<session>/ended`: the marker that ends a session. Workers check it
+    /// before and after writing an adapter; the janitor deletes the session's other objects at
+    /// once and the marker itself only once no job of the session can still run.
+    pub fn session_ended(account: &AccountId, session: SessionId) -> Self {
+        ObjectKey(format!("sessions/{account}/{session}/ended"))
     }
 
     /// `tombstones/<account>`: marks an erased account; workers check it before running a job.
@@ -181,6 +209,8 @@ mod tests {
             ObjectKey::output(&account, job),
             ObjectKey::output_image(&account, job),
             ObjectKey::tombstone(&account),
+            ObjectKey::session_photo(&account, SessionId::generate(), PhotoId::generate()),
+            ObjectKey::session_ended(&account, SessionId::generate()),
         ] {
             let shown = key.redacted().to_string();
             assert!(!shown.contains("ada-lovelace"), "{shown}");
@@ -205,6 +235,9 @@ mod tests {
             ObjectKey::output(&account, job),
             ObjectKey::output_image(&account, job),
             ObjectKey::tombstone(&account),
+            ObjectKey::session_photo(&account, SessionId::generate(), PhotoId::generate()),
+            ObjectKey::session_ended(&account, SessionId::generate()),
+            ObjectKey::session_adapter(&account, SessionId::generate(), "portrait").unwrap(),
         ] {
             assert_eq!(ObjectKey::new(key.as_str()).unwrap(), key);
         }

@@ -4,7 +4,7 @@
 
 use clipfleet_broker::{Delivery, Nack};
 use clipfleet_media::MediaError;
-use clipfleet_proto::{ErrorCode, EventKind, GenerateJob};
+use clipfleet_proto::{ErrorCode, EventKind, GenerateJob, JobKind};
 use clipfleet_store::{StoreError, StoreErrorKind};
 use tracing::{Instrument, info_span, warn};
 
@@ -50,13 +50,28 @@ pub(crate) async fn fail(
     message: &str,
 ) -> Outcome {
     warn!(job_id = %job.job_id, %code, message, "job failed");
-    if let Err(err) = shared
-        .objects
-        .for_job(job)
-        .delete_photo()
-        .instrument(info_span!("delete photo"))
-        .await
-    {
+    let deleted = match shared.objects.for_job(job) {
+        Ok(objects) => {
+            // A failed training leaves no adapter (one written as its session ended).
+            let adapter_gone = if job.kind == JobKind::Personalize {
+                objects.delete_output().await
+            } else {
+                Ok(())
+            };
+            match adapter_gone {
+                Ok(()) => {
+                    objects
+                        .delete_photo()
+                        .instrument(info_span!("delete photo"))
+                        .await
+                }
+                Err(err) => Err(err),
+            }
+        }
+        // No object of the job can be named (never for a job that decoded): none to delete.
+        Err(_) => Ok(()),
+    };
+    if let Err(err) = deleted {
         warn!(job_id = %job.job_id, error = %err, "photo not deleted; retrying the job later");
         return retry(
             shared,

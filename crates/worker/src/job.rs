@@ -12,16 +12,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clipfleet_broker::{Delivery, LeaseHeartbeat};
 use clipfleet_infer::{
-    DetectRequest, GenerateRequest, InferError, InferErrorKind, ModelSpec, RgbFrame,
+    Adapter, AdapterScope, DetectRequest, GenerateRequest, InferError, InferErrorKind, ModelSpec,
+    PARAMS_LEN, PersonalizeRequest, RgbFrame,
 };
 use clipfleet_media::{
     MediaError, RgbImage, STILL_JPEG_QUALITY, decode, encode_jpeg, fit_around, fit_within,
 };
 use clipfleet_proto::{
-    Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, JobKind, Motion, Sha256Hex,
+    Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, JobKind, Motion, SessionRef, Sha256Hex,
     StageDurations, Timestamp,
 };
-use clipfleet_store::{body_from_bytes, read_to_end};
+use clipfleet_store::{ByteStream, body_from_bytes, read_to_end};
 use clipfleet_telemetry::{pseudonym, set_parent_from_headers};
 use sha2::{Digest, Sha256};
 use tracing::field::Empty;
@@ -133,8 +134,12 @@ pub(crate) fn event(shared: &Shared, job: &GenerateJob, kind: EventKind) -> JobE
 
 async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<Outcome, JobError> {
     tracing::debug!("job received");
-    // The only objects this job can touch (its photo, its output, its account's tombstone).
-    let objects = shared.objects.for_job(job);
+    // The only objects this job can touch (its photo, its output, its account's tombstone, its
+    // session's objects).
+    let objects = shared
+        .objects
+        .for_job(job)
+        .map_err(|err| JobError::Terminal(ErrorCode::InvalidParams, err.to_string()))?;
     if now() > job.deadline {
         return Err(JobError::Terminal(
             ErrorCode::Expired,
@@ -149,6 +154,14 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
         return Err(JobError::Terminal(
             ErrorCode::AccountErased,
             "account erased while the job waited".into(),
+        ));
+    }
+    if let Some(session) = &job.session
+        && session_over(&objects, session).await?
+    {
+        return Err(JobError::Terminal(
+            ErrorCode::SessionEnded,
+            "the session ended before the job ran".into(),
         ));
     }
     // Redelivered after the output was stored: only finish.
@@ -177,7 +190,12 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             )
         })?;
     let served = job_kind(spec);
-    if job.kind != served {
+    let kind_ok = match job.kind {
+        // A session's training: the model must name the adapter it trains.
+        JobKind::Personalize => spec.adapter.is_some(),
+        kind => kind == served,
+    };
+    if !kind_ok {
         return Err(JobError::Terminal(
             ErrorCode::InvalidParams,
             format!(
@@ -213,6 +231,15 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     };
     tracing::Span::current().record("queue_wait_ms", stages.queue_wait_ms);
 
+    if job.kind == JobKind::Personalize {
+        return personalize(shared, delivery, job, &objects, spec, motion, stages).await;
+    }
+    // A job of a session runs through the session's adapter of its model.
+    let adapter = match &job.session {
+        Some(_) => Some(Arc::new(session_adapter(job, &objects, spec).await?)),
+        None => None,
+    };
+
     let started = Instant::now();
     // The video's shape: the named bucket, or (auto) the one nearest the decoded photo.
     let aspect = match job.params.aspect {
@@ -230,7 +257,11 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
             )
         })?),
     };
-    let (fitted, (focus_x, focus_y)) = fetch(shared, job, &objects, spec, aspect)
+    let photo = objects
+        .photo(0)
+        .await
+        .map_err(|err| store_error("get photo", err))?;
+    let (fitted, focus) = fetch(shared, photo, &job.input.sha256, spec, aspect)
         .instrument(info_span!("fetch"))
         .await?;
     stages.fetch_ms = ms(started.elapsed());
@@ -243,15 +274,9 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
         model: spec.name.clone(),
         version: spec.version.clone(),
         image: frame_of(fitted)?,
-        params: [
-            motion as f32,
-            0.7,
-            (job.params.seed % (1 << 24)) as f32,
-            0.0,
-            focus_x,
-            focus_y,
-        ],
+        params: render_params(motion, job.params.seed, focus),
         frames,
+        adapter,
     };
     let video = shared
         .engine
@@ -317,6 +342,168 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     finish(shared, delivery, job, &objects, size, stages).await
 }
 
+/// The model's params for a job: motion preset, strength, seed, reserved, focus x and y.
+fn render_params(motion: usize, seed: u64, (focus_x, focus_y): (f32, f32)) -> [f32; PARAMS_LEN] {
+    [
+        motion as f32,
+        0.7,
+        (seed % (1 << 24)) as f32,
+        0.0,
+        focus_x,
+        focus_y,
+    ]
+}
+
+/// Whether the job's session is over: its TTL passed, or its `ended` marker is there.
+async fn session_over(objects: &JobObjects, session: &SessionRef) -> Result<bool, JobError> {
+    if now() >= session.expires_at {
+        return Ok(true);
+    }
+    objects
+        .session_ended()
+        .await
+        .map_err(|err| store_error("session check", err))
+}
+
+/// Whom the job's session adapter belongs to: the job's own account, session and model.
+fn adapter_scope(job: &GenerateJob, session: &SessionRef) -> AdapterScope {
+    AdapterScope {
+        account: job.account_id.to_string(),
+        session: session.id.to_string(),
+        model: job.model.name.clone(),
+        version: job.model.version.clone(),
+    }
+}
+
+/// The session's adapter of the job's model, checked to be this account's, session's and
+/// model's: none trained yet is `session_not_ready`, another scope `adapter_mismatch`.
+async fn session_adapter(
+    job: &GenerateJob,
+    objects: &JobObjects,
+    spec: &ModelSpec,
+) -> Result<Adapter, JobError> {
+    let session = job.session.as_ref().ok_or_else(|| {
+        JobError::Terminal(
+            ErrorCode::Internal,
+            "a session job without its session".into(),
+        )
+    })?;
+    if spec.adapter.is_none() {
+        return Err(JobError::Terminal(
+            ErrorCode::InvalidParams,
+            format!("model {} takes no personalised adapter", spec.key()),
+        ));
+    }
+    let bytes = objects
+        .adapter()
+        .instrument(info_span!("load adapter"))
+        .await
+        .map_err(|err| store_error("get adapter", err))?
+        .ok_or_else(|| {
+            JobError::Terminal(
+                ErrorCode::SessionNotReady,
+                "the session has no adapter of this model".into(),
+            )
+        })?;
+    Adapter::from_bytes(&bytes, &adapter_scope(job, session)).map_err(infer_error)
+}
+
+/// A session's training: its photos fetched and framed like a job's (at the adapter's training
+/// size), the adapter trained on the engine, written sealed under the session's prefix unless
+/// the session ended meanwhile (checked before and after the write: a session that ends during
+/// it gets no adapter), then finished like any job (its photos deleted).
+async fn personalize(
+    shared: &Shared,
+    delivery: &Delivery,
+    job: &GenerateJob,
+    objects: &JobObjects,
+    spec: &ModelSpec,
+    motion: usize,
+    mut stages: StageDurations,
+) -> Result<Outcome, JobError> {
+    let (Some(session), Some(adapter_spec)) = (&job.session, spec.adapter) else {
+        return Err(JobError::Terminal(
+            ErrorCode::InvalidParams,
+            "a personalize job needs its session and a model with an adapter".into(),
+        ));
+    };
+    let side = adapter_spec.train_size;
+    let started = Instant::now();
+    let mut photos = Vec::with_capacity(session.photos.len());
+    let mut params = Vec::with_capacity(session.photos.len());
+    for (index, photo) in session.photos.iter().enumerate() {
+        let body = objects
+            .photo(index)
+            .await
+            .map_err(|err| store_error("get photo", err))?;
+        let (fitted, focus) = fetch(shared, body, &photo.sha256, spec, Some((side, side)))
+            .instrument(info_span!("fetch", photo = index))
+            .await?;
+        photos.push(frame_of(fitted)?);
+        params.push(render_params(motion, job.params.seed, focus));
+    }
+    stages.fetch_ms = ms(started.elapsed());
+    shared
+        .events
+        .post(vec![event(shared, job, EventKind::Progress { pct: 10 })]);
+
+    let started = Instant::now();
+    let request = PersonalizeRequest {
+        model: spec.name.clone(),
+        version: spec.version.clone(),
+        photos,
+        params,
+        scope: adapter_scope(job, session),
+        seed: job.params.seed,
+    };
+    let (adapter, report) = shared
+        .engine
+        .personalize(request)
+        .instrument(info_span!("train"))
+        .await
+        .map_err(infer_error)?;
+    stages.infer_ms = ms(started.elapsed());
+    info!(
+        job_id = %job.job_id,
+        photos = report.photos,
+        steps = report.steps,
+        loss_first = report.loss_first,
+        loss_last = report.loss_last,
+        train_ms = stages.infer_ms,
+        "session adapter trained"
+    );
+    let bytes = adapter.to_bytes();
+    drop(adapter);
+
+    let started = Instant::now();
+    if session_over(objects, session).await? {
+        return Err(JobError::Terminal(
+            ErrorCode::SessionEnded,
+            "the session ended while its adapter trained".into(),
+        ));
+    }
+    let size = bytes.len() as u64;
+    objects
+        .put_output(body_from_bytes(bytes))
+        .instrument(info_span!("store adapter", adapter_bytes = size))
+        .await
+        .map_err(|err| store_error("store adapter", err))?;
+    if session_over(objects, session).await? {
+        // Ended while the adapter was written: take it back (a failure here retries, and the
+        // retry fails `session_ended`, whose clean-up deletes it; the janitor is the backstop).
+        objects
+            .delete_output()
+            .await
+            .map_err(|err| store_error("delete adapter", err))?;
+        return Err(JobError::Terminal(
+            ErrorCode::SessionEnded,
+            "the session ended while its adapter was written".into(),
+        ));
+    }
+    stages.store_ms = ms(started.elapsed());
+    finish(shared, delivery, job, objects, size, stages).await
+}
+
 /// A fitted image as the engine's frame (same layout; a mismatch is a bug of ours).
 fn frame_of(image: RgbImage) -> Result<RgbFrame, JobError> {
     RgbFrame::new(image.width, image.height, image.data)
@@ -331,10 +518,13 @@ fn infer_error(err: InferError) -> JobError {
         InferErrorKind::ModelError | InferErrorKind::ModelLoad => {
             JobError::Terminal(ErrorCode::ModelError, err.message)
         }
+        InferErrorKind::AdapterMismatch => {
+            JobError::Terminal(ErrorCode::AdapterMismatch, err.message)
+        }
     }
 }
 
-/// Gets the sealed photo, checks it against its sha256, decodes it and fits it to `size`, or
+/// Reads the sealed photo `body`, checks it against its `sha256`, decodes it and fits it to `size`, or
 /// (none) to the model's bucket nearest the photo's aspect as decoded (EXIF orientation
 /// applied: a phone's portrait photo is portrait here even when stored sideways), or to the
 /// model's input size when it lists no buckets. When the model names a `framing` detector, the
@@ -342,20 +532,16 @@ fn infer_error(err: InferError) -> JobError {
 /// camera's focus (`affine_grid` coordinates); otherwise the middle, `(0, 0)`.
 async fn fetch(
     shared: &Shared,
-    job: &GenerateJob,
-    objects: &JobObjects,
+    body: ByteStream,
+    sha256: &Sha256Hex,
     spec: &ModelSpec,
     size: Option<(u32, u32)>,
 ) -> Result<(RgbImage, (f32, f32)), JobError> {
-    let body = objects
-        .photo()
-        .await
-        .map_err(|err| store_error("get photo", err))?;
     let photo = read_to_end(body, shared.config.max_photo_bytes)
         .await
         .map_err(|err| store_error("read photo", err))?;
     let digest: [u8; 32] = Sha256::digest(&*photo).into();
-    if Sha256Hex::from_digest(&digest) != job.input.sha256 {
+    if Sha256Hex::from_digest(&digest) != *sha256 {
         return Err(JobError::Terminal(
             ErrorCode::BadImage,
             "photo does not match its sha256".into(),

@@ -1,7 +1,11 @@
 //! The objects a job may touch, and nothing else. The worker holds the store only inside
 //! [`StoreAccess`], which hands out nothing but a [`JobObjects`] made from a job's own ids: its
 //! photo (read, delete), its output (is it there, write it once) and its account's tombstone
-//! (is it there). No method takes a key, so no code path of a job can write an embedding, a
+//! (is it there); for a job of a session, the session's objects under
+//! `sessions/<account>/<session>/` named from the job's account and session ids: a
+//! `personalize` job's photos (read, delete) and its output, the session's adapter of the job's
+//! model (write it, or delete it when the session ended meanwhile); another job of the session
+//! reads that adapter; either checks the session's `ended` marker. No method takes a key, so no code path of a job can write an embedding, a
 //! face crop or a copy of the photo anywhere else, or read another account's objects: the
 //! policy's "nothing else is kept" holds by construction, not by review. (The fields are private
 //! to this module, so `job.rs` and `failure.rs` cannot reach the store around it.)
@@ -9,7 +13,12 @@
 use std::sync::Arc;
 
 use clipfleet_proto::{GenerateJob, JobKind};
-use clipfleet_store::{ByteStream, ObjectKey, ObjectStore, StoreError, StoreErrorKind};
+use clipfleet_store::{
+    ByteStream, ObjectKey, ObjectStore, StoreError, StoreErrorKind, read_to_end,
+};
+
+/// Largest adapter file read (a `tone` adapter is a few KB).
+const MAX_ADAPTER_BYTES: u64 = 1 << 20;
 
 /// The worker's only way to the store.
 #[derive(Clone)]
@@ -20,27 +29,72 @@ impl StoreAccess {
         StoreAccess(store)
     }
 
-    /// The objects of `job`, named from its account and id (and kind, for the output's name).
-    pub(crate) fn for_job(&self, job: &GenerateJob) -> JobObjects {
+    /// The objects of `job`, named from its account and id (and kind, for the output's name),
+    /// and from its session's id. Fails only for a model name that is no key segment.
+    pub(crate) fn for_job(&self, job: &GenerateJob) -> Result<JobObjects, StoreError> {
         let (account, id) = (&job.account_id, job.job_id);
-        JobObjects {
+        let session = job
+            .session
+            .as_ref()
+            .map(|session| {
+                Ok::<_, StoreError>(SessionObjects {
+                    adapter: ObjectKey::session_adapter(account, session.id, &job.model.name)?,
+                    ended: ObjectKey::session_ended(account, session.id),
+                })
+            })
+            .transpose()?;
+        let (inputs, output) = match (job.kind, &job.session, &session) {
+            (JobKind::Personalize, Some(refs), Some(objects)) => (
+                refs.photos
+                    .iter()
+                    .map(|photo| ObjectKey::session_photo(account, refs.id, photo.id))
+                    .collect(),
+                objects.adapter.clone(),
+            ),
+            (JobKind::Image, _, _) => (
+                vec![ObjectKey::input(account, id)],
+                ObjectKey::output_image(account, id),
+            ),
+            _ => (
+                vec![ObjectKey::input(account, id)],
+                ObjectKey::output(account, id),
+            ),
+        };
+        Ok(JobObjects {
             store: self.0.clone(),
-            input: ObjectKey::input(account, id),
-            output: match job.kind {
-                JobKind::Image => ObjectKey::output_image(account, id),
-                _ => ObjectKey::output(account, id),
-            },
+            inputs,
+            output,
             tombstone: ObjectKey::tombstone(account),
-        }
+            session,
+        })
     }
 }
 
 /// One job's objects.
 pub(crate) struct JobObjects {
     store: Arc<dyn ObjectStore>,
-    input: ObjectKey,
+    /// Its photo; a `personalize` job's: the session's photos it trains on.
+    inputs: Vec<ObjectKey>,
+    /// Its video or image; a `personalize` job's: the session's adapter.
     output: ObjectKey,
     tombstone: ObjectKey,
+    session: Option<SessionObjects>,
+}
+
+/// A session job's objects of its session.
+struct SessionObjects {
+    /// The session's adapter of the job's model.
+    adapter: ObjectKey,
+    /// The marker that ends the session.
+    ended: ObjectKey,
+}
+
+async fn exists(store: &dyn ObjectStore, key: &ObjectKey) -> Result<bool, StoreError> {
+    match store.head(key).await {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == StoreErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 impl JobObjects {
@@ -51,9 +105,27 @@ impl JobObjects {
 
     /// Whether the account was erased while the job waited (its tombstone exists).
     pub(crate) async fn account_erased(&self) -> Result<bool, StoreError> {
-        match self.store.head(&self.tombstone).await {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == StoreErrorKind::NotFound => Ok(false),
+        exists(&*self.store, &self.tombstone).await
+    }
+
+    /// Whether the job's session has ended (its marker exists); `false` for a job of no
+    /// session.
+    pub(crate) async fn session_ended(&self) -> Result<bool, StoreError> {
+        match &self.session {
+            Some(session) => exists(&*self.store, &session.ended).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The session's adapter of the job's model, unsealed; `None` when there is none (no
+    /// session, not trained, or deleted with the session).
+    pub(crate) async fn adapter(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(session) = &self.session else {
+            return Ok(None);
+        };
+        match self.store.get(&session.adapter).await {
+            Ok(body) => Ok(Some(read_to_end(body, MAX_ADAPTER_BYTES).await?.to_vec())),
+            Err(err) if err.kind() == StoreErrorKind::NotFound => Ok(None),
             Err(err) => Err(err),
         }
     }
@@ -67,9 +139,16 @@ impl JobObjects {
             .map(|meta| meta.size)
     }
 
-    /// The photo, sealed at rest, unsealed as it streams.
-    pub(crate) async fn photo(&self) -> Result<ByteStream, StoreError> {
-        self.store.get(&self.input).await
+    /// The `index`th photo (a job has one; a `personalize` job one per session photo), sealed
+    /// at rest, unsealed as it streams.
+    pub(crate) async fn photo(&self, index: usize) -> Result<ByteStream, StoreError> {
+        let key = self.inputs.get(index).ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::InvalidInput,
+                format!("the job has no photo {index}"),
+            )
+        })?;
+        self.store.get(key).await
     }
 
     /// Stores the output.
@@ -77,9 +156,24 @@ impl JobObjects {
         self.store.put(&self.output, body).await.map(|_| ())
     }
 
-    /// Deletes the photo (idempotent).
+    /// Deletes the output again: a `personalize` job whose session ended while it wrote the
+    /// adapter (idempotent).
+    pub(crate) async fn delete_output(&self) -> Result<(), StoreError> {
+        self.store.delete(&self.output).await
+    }
+
+    /// Deletes the photo, or a `personalize` job's photos (idempotent).
     pub(crate) async fn delete_photo(&self) -> Result<(), StoreError> {
-        self.store.delete(&self.input).await
+        match self.inputs.as_slice() {
+            [one] => self.store.delete(one).await,
+            many => {
+                let report = self.store.delete_many(many).await;
+                match report.failed.into_iter().next() {
+                    None => Ok(()),
+                    Some(failure) => Err(StoreError::new(failure.kind, failure.message)),
+                }
+            }
+        }
     }
 }
 
@@ -105,9 +199,10 @@ mod tests {
                 Motion::ZoomIn,
                 Timestamp::from_unix_ms(1),
             );
-            let objects = access.for_job(&job);
+            let objects = access.for_job(&job).expect("objects");
             let id = job.job_id.to_string();
-            assert_eq!(objects.input.as_str(), format!("inputs/acct-a/{id}"));
+            assert_eq!(objects.inputs[0].as_str(), format!("inputs/acct-a/{id}"));
+            assert!(objects.session.is_none());
             assert_eq!(
                 objects.output().as_str(),
                 format!("outputs/acct-a/{id}{ext}")

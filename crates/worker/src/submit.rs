@@ -67,6 +67,7 @@ pub fn job_for_photo(
             aspect: clipfleet_proto::Aspect::Auto,
         },
         kind,
+        session: None,
         priority: Priority::Free,
         submitted_at: Timestamp::from_system_time(SystemTime::now()),
         deadline,

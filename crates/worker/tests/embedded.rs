@@ -10,12 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use clipfleet_broker::{Broker, InMemoryBroker, PoolSpec, QueueRef, Receive};
 use clipfleet_infer::{
-    Device, Engine, EngineConfig, ModelRegistry, ModelSpec, RgbFrame, frames_to_batch,
+    Adapter, AdapterScope, Device, Engine, EngineConfig, InferErrorKind, ModelRegistry, ModelSpec,
+    RgbFrame, frames_to_batch,
 };
 use clipfleet_media::Openh264Encoder;
 use clipfleet_proto::{
     AccountId, Aspect, ErrorCode, EventBatch, EventKind, GenerateJob, JobId, JobKind, Motion,
-    PoolName, Timestamp, WorkerId, decode,
+    PhotoId, PoolName, SessionId, SessionPhoto, SessionRef, Timestamp, WorkerId, decode,
 };
 use clipfleet_store::{
     InMemoryObjectStore, LocalKeyring, ObjectKey, ObjectStore, SealedObjectStore, StoreErrorKind,
@@ -949,4 +950,281 @@ async fn image_jobs_store_a_metadata_free_jpeg_and_a_mismatched_kind_fails() {
         "{events:?}"
     );
     assert!(fleet.kept_nothing(&job).await);
+}
+
+/// The image models with the portrait's adapter trained quickly (60 steps at 64²), at a 256x256
+/// budget, framed by MTCNN as in the real manifest.
+fn session_manifest(tag: &str) -> PathBuf {
+    let small = |name: &str| {
+        entry(name)
+            .replace(
+                "input = { width = 512, height = 512 }",
+                "input = { width = 256, height = 256 }",
+            )
+            .replace("steps = 200", "steps = 60")
+            .replace("train_size = 128", "train_size = 64")
+    };
+    assert!(
+        small("portrait").contains("adapter = "),
+        "portrait has an adapter"
+    );
+    write_manifest(
+        tag,
+        &format!(
+            "version = 1\n[[model]]{}[[model]]{}",
+            small("portrait"),
+            entry("mtcnn")
+        ),
+        &["portrait.pt", "mtcnn.pt"],
+    )
+}
+
+/// A session of the fleet's account: its id and when it expires.
+fn session(expires_in_ms: u64) -> SessionRef {
+    let now = Timestamp::from_system_time(SystemTime::now()).unix_ms();
+    SessionRef {
+        id: SessionId::generate(),
+        expires_at: Timestamp::from_unix_ms(now + expires_in_ms),
+        photos: Vec::new(),
+    }
+}
+
+impl Fleet {
+    /// Uploads `photos` to `session` as ingest would (sealed, under the session's prefix) and
+    /// publishes its `personalize` job.
+    async fn personalize(&self, session: &SessionRef, photos: &[Vec<u8>]) -> GenerateJob {
+        let mut session = session.clone();
+        for photo in photos {
+            let id = PhotoId::generate();
+            let key = ObjectKey::session_photo(&self.account, session.id, id);
+            self.store
+                .put(&key, body_from_bytes(photo.clone()))
+                .await
+                .expect("put session photo");
+            let job = job_for_photo(
+                &self.account,
+                &self.pool,
+                &self.model,
+                photo,
+                Motion::ZoomIn,
+                Timestamp::from_unix_ms(0),
+            );
+            session.photos.push(SessionPhoto {
+                id,
+                size: job.input.size,
+                sha256: job.input.sha256.clone(),
+                content_type: job.input.content_type.clone(),
+            });
+        }
+        let now = Timestamp::from_system_time(SystemTime::now()).unix_ms();
+        let mut job = job_for_photo(
+            &self.account,
+            &self.pool,
+            &self.model,
+            &photos[0],
+            Motion::ZoomIn,
+            Timestamp::from_unix_ms(now + 600_000),
+        );
+        job.input.key =
+            ObjectKey::session_photo(&self.account, session.id, session.photos[0].id).to_string();
+        job.kind = JobKind::Personalize;
+        job.session = Some(session);
+        job.v = job.schema_version();
+        self.publish(&job).await;
+        job
+    }
+
+    /// Publishes `job` as it is (its photos already stored).
+    async fn publish(&self, job: &GenerateJob) {
+        let topic = clipfleet_broker::Topic::Jobs(job.pool.clone(), job.priority);
+        self.broker
+            .publish(
+                &topic,
+                clipfleet_broker::Outgoing::new(clipfleet_proto::encode(job).expect("encode")),
+            )
+            .await
+            .expect("publish");
+    }
+
+    /// Runs one worker until `jobs` jobs ended; their events.
+    async fn run_jobs(&self, jobs: usize) -> Vec<clipfleet_proto::JobEvent> {
+        let (stop, worker) = self.start(self.config());
+        let events = self.wait_for_terminal(jobs).await;
+        let _ = stop.send(());
+        worker.await.expect("worker");
+        events
+    }
+
+    /// The decoded still an image job stored.
+    async fn still(&self, job: &GenerateJob) -> image::RgbImage {
+        let key = ObjectKey::output_image(&job.account_id, job.job_id);
+        let jpeg = read_to_end(self.store.get(&key).await.expect("image"), 16 << 20)
+            .await
+            .expect("read");
+        image::load_from_memory(&jpeg).expect("a JPEG").to_rgb8()
+    }
+}
+
+fn failed_with(events: &[clipfleet_proto::JobEvent], job: &GenerateJob, code: ErrorCode) -> bool {
+    events.iter().any(|e| {
+        e.job_id == job.job_id
+            && matches!(&e.event, EventKind::Failed { code: c, retryable: false, .. } if *c == code)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_trains_its_adapter_its_jobs_use_it_and_no_other_session_can() {
+    let manifest = session_manifest("sessions");
+    let fleet = Fleet::with_manifest(&manifest, |m| m.name == "portrait").await;
+    let portrait = std::fs::read(repo().join("models/samples/portrait.jpg")).expect("portrait");
+    let photos = vec![portrait.clone(), jpeg(400, 300), jpeg(300, 400)];
+    let session_a = session(3_600_000);
+    let training = fleet.personalize(&session_a, &photos).await;
+    assert_eq!((training.v, training.kind), (3, JobKind::Personalize));
+    let events = fleet.run_jobs(1).await;
+    let adapter_key =
+        ObjectKey::session_adapter(&fleet.account, session_a.id, "portrait").expect("adapter key");
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.event,
+            EventKind::Succeeded { output_key, .. } if output_key == adapter_key.as_str()
+        )),
+        "{events:?}"
+    );
+    // The photos it trained on are gone; the adapter is stored, sealed, scoped to the session.
+    for photo in &training.session.as_ref().expect("session").photos {
+        assert!(
+            fleet
+                .gone(&ObjectKey::session_photo(
+                    &fleet.account,
+                    session_a.id,
+                    photo.id
+                ))
+                .await
+        );
+    }
+    let bytes = read_to_end(
+        fleet.store.get(&adapter_key).await.expect("adapter"),
+        1 << 20,
+    )
+    .await
+    .expect("read adapter");
+    let scope = |session: SessionId| AdapterScope {
+        account: fleet.account.to_string(),
+        session: session.to_string(),
+        model: "portrait".into(),
+        version: "1".into(),
+    };
+    Adapter::from_bytes(&bytes, &scope(session_a.id)).expect("the session's own adapter");
+    let other = Adapter::from_bytes(&bytes, &scope(SessionId::generate())).unwrap_err();
+    assert_eq!(other.kind, InferErrorKind::AdapterMismatch);
+
+    // The same photo rendered in the session and outside it: the adapter changes the still.
+    let in_session = fleet
+        .submit_with(&portrait, 600_000, Motion::ZoomIn, |job| {
+            job.session = Some(session(3_600_000));
+            if let Some(session) = &mut job.session {
+                session.id = session_a.id;
+            }
+            job.v = job.schema_version();
+        })
+        .await;
+    let plain = fleet.submit(&portrait, 600_000, Motion::ZoomIn).await;
+    let events = fleet.run_jobs(2).await;
+    assert!(
+        events
+            .iter()
+            .filter(|e| matches!(e.event, EventKind::Succeeded { .. }))
+            .count()
+            == 2,
+        "{events:?}"
+    );
+    let (with, without) = (fleet.still(&in_session).await, fleet.still(&plain).await);
+    assert_eq!(with.dimensions(), without.dimensions());
+    let mean_diff = with
+        .as_raw()
+        .iter()
+        .zip(without.as_raw())
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / with.as_raw().len() as f64;
+    assert!(mean_diff > 1.0, "the adapter changed nothing: {mean_diff}");
+    assert!(
+        fleet
+            .gone(&ObjectKey::input(&fleet.account, in_session.job_id))
+            .await
+    );
+
+    // Session B holds a copy of A's adapter bytes under its own key: refused at load. Session C
+    // has none: not ready. Session D ended: its training fails and leaves neither photo nor
+    // adapter.
+    let session_b = session(3_600_000);
+    let b_key = ObjectKey::session_adapter(&fleet.account, session_b.id, "portrait").expect("key");
+    fleet
+        .store
+        .put(&b_key, body_from_bytes(bytes.to_vec()))
+        .await
+        .expect("copy");
+    let with_session = |s: &SessionRef| {
+        let id = s.id;
+        let expires_at = s.expires_at;
+        move |job: &mut GenerateJob| {
+            job.session = Some(SessionRef {
+                id,
+                expires_at,
+                photos: Vec::new(),
+            });
+            job.v = job.schema_version();
+        }
+    };
+    let copied = fleet
+        .submit_with(&portrait, 600_000, Motion::ZoomIn, with_session(&session_b))
+        .await;
+    let session_c = session(3_600_000);
+    let not_ready = fleet
+        .submit_with(&portrait, 600_000, Motion::ZoomIn, with_session(&session_c))
+        .await;
+    let session_d = session(3_600_000);
+    fleet
+        .store
+        .put(
+            &ObjectKey::session_ended(&fleet.account, session_d.id),
+            body_from_bytes(Vec::new()),
+        )
+        .await
+        .expect("marker");
+    let ended = fleet.personalize(&session_d, &photos[..1]).await;
+    let events = fleet.run_jobs(3).await;
+    assert!(
+        failed_with(&events, &copied, ErrorCode::AdapterMismatch),
+        "{events:?}"
+    );
+    assert!(
+        failed_with(&events, &not_ready, ErrorCode::SessionNotReady),
+        "{events:?}"
+    );
+    assert!(
+        failed_with(&events, &ended, ErrorCode::SessionEnded),
+        "{events:?}"
+    );
+    for job in [&copied, &not_ready] {
+        assert!(fleet.kept_nothing(job).await);
+    }
+    let d_photo = &ended.session.as_ref().expect("session").photos[0];
+    assert!(
+        fleet
+            .gone(&ObjectKey::session_photo(
+                &fleet.account,
+                session_d.id,
+                d_photo.id
+            ))
+            .await
+    );
+    assert!(
+        fleet
+            .gone(
+                &ObjectKey::session_adapter(&fleet.account, session_d.id, "portrait").expect("key")
+            )
+            .await
+    );
 }

@@ -1,16 +1,23 @@
 //! `clip-worker serve` as a process on the real services: RabbitMQ (lapin) and the S3 emulator
 //! (sealed with a file keyring). A worker killed with SIGKILL in the middle of a job: a second
-//! worker finishes it — exactly one video, the photo gone — and SIGTERM drains it cleanly.
+//! worker finishes it — exactly one video, the photo gone — and SIGTERM drains it cleanly. A
+//! worker killed in the middle of a session's training: once the session ends, the job's
+//! redelivery leaves neither adapter nor photo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use clipfleet_broker::{AmqpBroker, Broker, BrokerOptions, PoolSpec, QueueRef};
+use clipfleet_broker::{AmqpBroker, Broker, BrokerOptions, Outgoing, PoolSpec, QueueRef, Topic};
 use clipfleet_infer::Manifest;
-use clipfleet_proto::{AccountId, Motion, PoolName, Timestamp};
-use clipfleet_store::{ObjectKey, ObjectStore, StoreErrorKind, list_all, open_sealed};
+use clipfleet_proto::{
+    AccountId, JobKind, MAX_SESSION_PHOTOS, Motion, PhotoId, PoolName, SessionId, SessionPhoto,
+    SessionRef, Timestamp, encode,
+};
+use clipfleet_store::{
+    ObjectKey, ObjectStore, StoreErrorKind, body_from_bytes, list_all, open_sealed,
+};
 use clipfleet_testkit::{amqp_url, aws_endpoint_url, aws_sdk_config, unique_name};
 use clipfleet_worker::{job_for_photo, submit};
 use sha2::{Digest, Sha256};
@@ -43,6 +50,11 @@ struct Setup {
 
 impl Setup {
     fn worker(&self, id: &str) -> Worker {
+        self.worker_of(id, "motion")
+    }
+
+    /// A worker whose pool serves `model`.
+    fn worker_of(&self, id: &str, model: &str) -> Worker {
         let child = Command::new(env!("CARGO_BIN_EXE_clip-worker"))
             .args(["serve", "--worker-id", id, "--broker-namespace", NAMESPACE])
             .arg("--manifest")
@@ -51,6 +63,7 @@ impl Setup {
             .env("CLIPFLEET_STORE__URL", format!("s3://{}", self.bucket))
             .env("CLIPFLEET_STORE__SEALING__KEYRING", &self.keyring)
             .env("CLIPFLEET_POOLS__0__NAME", self.pool.as_str())
+            .env("CLIPFLEET_POOLS__0__MODEL", model)
             .env("AWS_ENDPOINT_URL", aws_endpoint_url())
             .env("AWS_REGION", region())
             .env(
@@ -100,8 +113,8 @@ async fn until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bo
     panic!("{what}: not within {timeout:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_worker_s_job_is_finished_by_another_exactly_once() {
+/// A bucket, a file keyring and a RabbitMQ pool of the test's own.
+async fn setup() -> (Setup, aws_sdk_s3::Client, Arc<dyn ObjectStore>, AmqpBroker) {
     let dir = std::env::temp_dir().join(unique_name("clip-worker-real"));
     std::fs::create_dir_all(&dir).expect("dir");
     let key: [u8; 32] = Sha256::digest(dir.to_string_lossy().as_bytes()).into();
@@ -137,6 +150,28 @@ async fn a_killed_worker_s_job_is_finished_by_another_exactly_once() {
         .ensure_pool(&setup.pool, PoolSpec::default())
         .await
         .expect("pool");
+    (setup, s3, store, broker)
+}
+
+/// Deletes the test's bucket and pool.
+async fn tear_down(setup: Setup, s3: &aws_sdk_s3::Client, broker: &AmqpBroker) {
+    s3.delete_bucket()
+        .bucket(&setup.bucket)
+        .send()
+        .await
+        .expect("delete bucket");
+    broker
+        .admin()
+        .expect("admin")
+        .delete_pool(&setup.pool)
+        .await
+        .expect("delete pool");
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_job_is_finished_by_another_exactly_once() {
+    let (setup, s3, store, broker) = setup().await;
 
     // A long job (240 frames) so the first worker is surely in the middle of it when killed.
     let photo = std::fs::read(repo().join("models/samples/hillside.jpg")).expect("photo");
@@ -211,16 +246,112 @@ async fn a_killed_worker_s_job_is_finished_by_another_exactly_once() {
     );
 
     store.delete(&output).await.expect("clean up video");
-    s3.delete_bucket()
-        .bucket(&setup.bucket)
-        .send()
-        .await
-        .expect("delete bucket");
+    tear_down(setup, &s3, &broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_training_leaves_no_adapter_and_no_photo_once_the_session_ends() {
+    let (setup, s3, store, broker) = setup().await;
+    let manifest = Manifest::load(&repo().join("models/manifest.toml")).expect("manifest");
+    let portrait = manifest
+        .models
+        .iter()
+        .find(|m| m.name == "portrait")
+        .expect("portrait model");
+    let account = AccountId::new("acct-real").expect("account");
+    let photo = std::fs::read(repo().join("models/samples/portrait.jpg")).expect("photo");
+    let now = SystemTime::now();
+    let session_id = SessionId::generate();
+    // The session's photos as ingest stores them; the most a session takes, so the training
+    // surely runs when the kill comes.
+    let mut photos = Vec::new();
+    for _ in 0..MAX_SESSION_PHOTOS {
+        let id = PhotoId::generate();
+        store
+            .put(
+                &ObjectKey::session_photo(&account, session_id, id),
+                body_from_bytes(photo.clone()),
+            )
+            .await
+            .expect("put photo");
+        photos.push(id);
+    }
+    let mut job = job_for_photo(
+        &account,
+        &setup.pool,
+        portrait,
+        &photo,
+        Motion::ZoomIn,
+        Timestamp::from_system_time(now + Duration::from_secs(600)),
+    );
+    let first_photo = ObjectKey::session_photo(&account, session_id, photos[0]);
+    job.input.key = first_photo.to_string();
+    job.kind = JobKind::Personalize;
+    job.session = Some(SessionRef {
+        id: session_id,
+        expires_at: Timestamp::from_system_time(now + Duration::from_secs(3600)),
+        photos: photos
+            .iter()
+            .map(|id| SessionPhoto {
+                id: *id,
+                size: job.input.size,
+                sha256: job.input.sha256.clone(),
+                content_type: job.input.content_type.clone(),
+            })
+            .collect(),
+    });
+    job.v = job.schema_version();
     broker
-        .admin()
-        .expect("admin")
-        .delete_pool(&setup.pool)
+        .publish(
+            &Topic::Jobs(job.pool.clone(), job.priority),
+            Outgoing::new(encode(&job).expect("encode")),
+        )
         .await
-        .expect("delete pool");
-    let _ = std::fs::remove_dir_all(&dir);
+        .expect("publish");
+
+    let mut first = setup.worker_of("t1", "portrait");
+    let queue = QueueRef::Jobs(setup.pool.clone());
+    until(
+        "the first worker takes the training",
+        Duration::from_secs(60),
+        async || broker.depth(&queue).await.is_ok_and(|d| d.ready == 0),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    signal(&first.0, "KILL");
+    first.0.wait().expect("reap the killed worker");
+    let adapter = ObjectKey::session_adapter(&account, session_id, "portrait").expect("key");
+    assert!(
+        store.head(&adapter).await.is_err(),
+        "the training finished before the kill: the test proves nothing"
+    );
+    assert!(
+        store.head(&first_photo).await.is_ok(),
+        "the photos went with the killed worker"
+    );
+
+    // The session ends (what `DELETE /v1/sessions/{id}` writes first), then a worker gets the
+    // training again: it fails `session_ended`, and deletes the photos; no adapter is written.
+    let marker = ObjectKey::session_ended(&account, session_id);
+    store
+        .put(&marker, body_from_bytes(Vec::new()))
+        .await
+        .expect("end the session");
+    let mut second = setup.worker_of("t2", "portrait");
+    let prefix = ObjectKey::session_prefix(&account, session_id);
+    until(
+        "the redelivered training leaves only the session's end marker",
+        Duration::from_secs(180),
+        async || {
+            list_all(store.as_ref(), &prefix)
+                .await
+                .is_ok_and(|left| left.len() == 1 && left[0].key == marker)
+        },
+    )
+    .await;
+    assert!(store.head(&adapter).await.is_err());
+    signal(&second.0, "TERM");
+    second.0.wait().expect("wait for the drained worker");
+    store.delete(&marker).await.expect("clean up the marker");
+    tear_down(setup, &s3, &broker).await;
 }

@@ -453,6 +453,7 @@ fn sample_job(pool: &PoolName) -> GenerateJob {
             aspect: clipfleet_proto::Aspect::Auto,
         },
         kind: clipfleet_proto::JobKind::Video,
+        session: None,
         priority: Priority::Free,
         submitted_at: Timestamp::from_unix_ms(1),
         deadline: Timestamp::from_unix_ms(2),

@@ -531,6 +531,8 @@ async fn broker_table(
                     .as_str()
                     .to_owned(),
                 idempotency: None,
+                kind: None,
+                session_id: None,
             })
             .await?;
         Ok(())

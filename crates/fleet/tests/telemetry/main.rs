@@ -5,4 +5,5 @@
 mod api;
 mod capture;
 mod privacy;
+mod sessions;
 mod trace;

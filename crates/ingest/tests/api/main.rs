@@ -8,4 +8,5 @@ mod jobs;
 mod multipart_mutations;
 #[cfg(all(feature = "amqp", feature = "s3", feature = "postgres"))]
 mod real_services;
+mod sessions;
 mod submit;

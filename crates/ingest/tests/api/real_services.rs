@@ -22,6 +22,15 @@ struct Real {
 }
 
 async fn real(amqp: &str, namespace: &str) -> anyhow::Result<Real> {
+    real_with(amqp, namespace, &[]).await
+}
+
+/// [`real`] with more config overrides.
+async fn real_with(
+    amqp: &str,
+    namespace: &str,
+    overrides: &[(&str, &str)],
+) -> anyhow::Result<Real> {
     let shared = aws_sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&shared)
@@ -32,11 +41,13 @@ async fn real(amqp: &str, namespace: &str) -> anyhow::Result<Real> {
     s3.create_bucket().bucket(&bucket).send().await?;
     let schema = PgSchema::create("ingest").await?;
     let store_url = format!("s3://{bucket}");
-    let config = config(&[
+    let mut all = vec![
         ("CLIPFLEET_BROKER__URL", amqp),
-        ("CLIPFLEET_STORE__URL", &store_url),
-        ("CLIPFLEET_LEDGER__URL", &schema.url),
-    ])?;
+        ("CLIPFLEET_STORE__URL", store_url.as_str()),
+        ("CLIPFLEET_LEDGER__URL", schema.url.as_str()),
+    ];
+    all.extend_from_slice(overrides);
+    let config = config(&all)?;
     let broker = connect(amqp, broker_options(namespace)).await?;
     let store = open_sealed(&store_url, "ephemeral").await?;
     let ledger = Ledger::connect(&schema.url).await?;
@@ -181,6 +192,90 @@ async fn a_stopped_broker_means_503_and_nothing_kept_then_recovery() -> anyhow::
     .await;
     real.cleanup().await?;
     drop(rabbit);
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_rabbitmq_and_s3_an_ended_session_leaves_only_its_marker() -> anyhow::Result<()>
+{
+    let real = real_with(
+        &amqp_url(),
+        "clip-ingest-session-test",
+        &[
+            ("CLIPFLEET_POOLS__0__MODEL", "portrait"),
+            ("CLIPFLEET_POOLS__0__MODEL_VERSION", "1"),
+        ],
+    )
+    .await?;
+    let fleet = &real.fleet;
+    let result = async {
+        fleet.create_account("acct-1", json!({})).await?;
+        let created = fleet
+            .request(reqwest::Method::POST, "/v1/sessions")
+            .json(&json!({"account_id": "acct-1"}))
+            .send()
+            .await?;
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await?;
+        let session = created["session_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for _ in 0..2 {
+            let form = reqwest::multipart::Form::new().part(
+                "photo",
+                reqwest::multipart::Part::bytes(jpeg(96, 96)).file_name("p.jpg"),
+            );
+            let uploaded = fleet
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/v1/sessions/{session}/photos"),
+                )
+                .multipart(form)
+                .send()
+                .await?;
+            assert_eq!(uploaded.status(), 201);
+        }
+        let trained = fleet
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/sessions/{session}/personalize"),
+            )
+            .send()
+            .await?;
+        assert_eq!(trained.status(), 202);
+        let jobs = fleet.take_jobs(1).await?;
+        assert_eq!(
+            (jobs[0].v, jobs[0].session.as_ref().map(|s| s.photos.len())),
+            (3, Some(2))
+        );
+
+        let ended = fleet
+            .request(reqwest::Method::DELETE, &format!("/v1/sessions/{session}"))
+            .send()
+            .await?;
+        assert_eq!(ended.status(), 200);
+        let ended: Value = ended.json().await?;
+        assert_eq!(ended["deleted_objects"], 2);
+        // The bucket itself: only the marker is left of the session (sealed, so not empty).
+        let listed = real
+            .s3
+            .list_objects_v2()
+            .bucket(&real.bucket)
+            .prefix(format!("sessions/acct-1/{session}/"))
+            .send()
+            .await?;
+        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys, vec![format!("sessions/acct-1/{session}/ended")]);
+        let audit = fleet
+            .ledger
+            .list_deletions(&clipfleet_ledger::DeletionFilter::default(), 100)
+            .await?;
+        assert_eq!(audit.iter().filter(|d| d.deletion.verified).count(), 2);
+        anyhow::Ok(())
+    }
+    .await;
+    real.cleanup().await?;
     result
 }
 

@@ -216,9 +216,9 @@ async fn a_full_pool_answers_429_and_stores_nothing() -> anyhow::Result<()> {
 
 /// An in-memory broker whose publishes are not confirmed while `down` is set.
 #[derive(Debug, Default)]
-struct Flaky {
+pub struct Flaky {
     inner: InMemoryBroker,
-    down: AtomicBool,
+    pub down: AtomicBool,
 }
 
 #[async_trait]

@@ -233,6 +233,8 @@ impl Fixture {
                 model: "motion@1".into(),
                 input_key: ObjectKey::input(account, id).to_string(),
                 idempotency: None,
+                kind: None,
+                session_id: None,
             })
             .await?;
         self.put(&ObjectKey::input(account, id)).await?;

@@ -132,6 +132,8 @@ async fn build(
                     model: "motion@1".into(),
                     input_key: input.to_string(),
                     idempotency: None,
+                    kind: None,
+                    session_id: None,
                 })
                 .await?;
             store.put(&input, body_from_bytes(&b"p"[..])).await?;

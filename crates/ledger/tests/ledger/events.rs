@@ -57,6 +57,8 @@ pub fn new_job(account: &AccountId, idempotency: Option<(&str, &str)>) -> NewJob
             key: key.into(),
             request_hash: hash.into(),
         }),
+        kind: None,
+        session_id: None,
     }
 }
 

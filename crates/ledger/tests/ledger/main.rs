@@ -19,6 +19,8 @@ on_both!(
     account_rows_purge,
     janitor_sweeps,
     operator_reads,
+    session_lifecycle,
+    session_photos_are_bounded_and_claimed_once,
 );
 
 #[tokio::test]

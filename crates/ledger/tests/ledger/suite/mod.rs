@@ -1,6 +1,7 @@
 //! The ledger's behaviour, as plain async functions run on every database (`on_both!`). Each
 //! step says what it checks, so a failure names it. Modules: `jobs` (insertion, events),
-//! `records` (usage, deletion audit); accounts and migrations here.
+//! `records` (usage, deletion audit), `sessions` (personalisation sessions and their photos);
+//! accounts and migrations here.
 
 use std::time::Duration;
 
@@ -15,11 +16,13 @@ use crate::fixture::{Fixture, START};
 mod jobs;
 mod operations;
 mod records;
+mod sessions;
 mod sweep;
 
 pub use jobs::{concurrent_consumers_agree, events_reach_the_expected_row, idempotency_keys};
 pub use operations::operator_reads;
 pub use records::{account_rows_purge, deletion_audit_holds_no_personal_data, usage_records};
+pub use sessions::{session_lifecycle, session_photos_are_bounded_and_claimed_once};
 pub use sweep::janitor_sweeps;
 
 /// The output TTL the suite applies events with.
@@ -49,7 +52,7 @@ pub async fn migrations_apply_twice(f: &Fixture) -> anyhow::Result<()> {
         .await
         .context("count applied migrations")?
         .try_get("n")?;
-    ensure!(applied == 3, "{applied} migrations recorded, expected 3");
+    ensure!(applied == 4, "{applied} migrations recorded, expected 4");
     for table in [
         "accounts",
         "jobs",
@@ -57,6 +60,8 @@ pub async fn migrations_apply_twice(f: &Fixture) -> anyhow::Result<()> {
         "usage_records",
         "deletions",
         "janitor_sweeps",
+        "sessions",
+        "session_photos",
     ] {
         sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(f.ledger.pool())

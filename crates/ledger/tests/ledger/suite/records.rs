@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clipfleet_ledger::{
-    DeletionFilter, DeletionReason, LedgerErrorKind, NewDeletion, NewUsage, PurgedRows, SubjectKind,
+    DeletionFilter, DeletionReason, LedgerErrorKind, NewDeletion, NewUsage, PurgedRows,
+    SessionEndReason, SubjectKind,
 };
 use sqlx::{Column, Row};
 
@@ -200,9 +201,25 @@ pub async fn account_rows_purge(f: &Fixture) -> anyhow::Result<()> {
         action: "job.submit".into(),
     };
     ledger.record_usage(&usage).await?;
+    // One open session with a photo, one ended (its photo rows went with the end).
+    let open = ledger
+        .create_session(&owner, Duration::from_secs(3600))
+        .await?;
+    ledger
+        .add_session_photo(open.id, &super::sessions::photo())
+        .await?;
+    let ended = ledger
+        .create_session(&owner, Duration::from_secs(3600))
+        .await?;
+    ledger
+        .end_session(ended.id, SessionEndReason::Deleted)
+        .await?;
     let bystander = account_id("purge");
     ledger.create_account(&account(&bystander)).await?;
     let kept = ledger.insert_job(&new_job(&bystander, None)).await?.job.id;
+    let kept_session = ledger
+        .create_session(&bystander, Duration::from_secs(3600))
+        .await?;
 
     ledger.set_legal_hold(&owner, true).await?;
     expect_kind(
@@ -220,7 +237,9 @@ pub async fn account_rows_purge(f: &Fixture) -> anyhow::Result<()> {
         purged
             == PurgedRows {
                 jobs: 2,
-                usage_records: 1
+                usage_records: 1,
+                sessions: 2,
+                session_photos: 1,
             },
         "{purged:?}"
     );
@@ -244,6 +263,17 @@ pub async fn account_rows_purge(f: &Fixture) -> anyhow::Result<()> {
     ensure!(
         ledger.get_job(kept).await.is_ok(),
         "another account's job went too"
+    );
+    for session in [open.id, ended.id] {
+        expect_kind(
+            ledger.get_session(session).await,
+            LedgerErrorKind::NotFound,
+            "session",
+        )?;
+    }
+    ensure!(
+        ledger.get_session(kept_session.id).await.is_ok(),
+        "another account's session went too"
     );
     expect_kind(
         ledger.delete_account(&owner).await,
