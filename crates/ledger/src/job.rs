@@ -162,6 +162,10 @@ pub struct InsertedJob {
     pub created: bool,
 }
 
+/// SQL condition: the job is not a `personalize` job, whose output is its session's adapter and
+/// follows the session's rules, not the output TTL.
+pub(crate) const NOT_AN_ADAPTER: &str = "(kind IS NULL OR kind <> 'personalize')";
+
 pub(crate) const JOB_COLUMNS: &str = "id, account_id, pool, model, status, submitted_at, \
     started_at, finished_at, progress_pct, input_key, input_deleted_at, output_key, output_size, \
     output_expires_at, output_deleted_at, error_code, error_message, attempts, idempotency_key, request_hash, kind, session_id";

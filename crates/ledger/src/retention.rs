@@ -10,7 +10,7 @@ use sqlx::Row;
 use crate::account::{ACCOUNT_COLUMNS, Account};
 use crate::audit::{Deletion, NewDeletion};
 use crate::error::{LedgerError, sqlx_err};
-use crate::job::{JOB_COLUMNS, Job};
+use crate::job::{JOB_COLUMNS, Job, NOT_AN_ADAPTER};
 use crate::ledger::{Ledger, from_ms, to_ms};
 use crate::usage::MAX_LIST_LIMIT;
 
@@ -207,7 +207,9 @@ impl Ledger {
 
     /// Jobs whose video is recorded as present and either expired at or before `expired_by`
     /// or finished before `finished_before`, by (output_expires_at, id) after `after`, at most
-    /// `limit` (≤ 1000).
+    /// `limit` (≤ 1000). A `personalize` job's output is its session's adapter: it goes with
+    /// the session (its end, its TTL, the account's erasure), never by the output TTL, so such
+    /// jobs are not listed.
     pub async fn jobs_with_output_due(
         &self,
         expired_by: Timestamp,
@@ -218,7 +220,7 @@ impl Ledger {
         let (at, id) = cursor_parts(after)?;
         sqlx::query_as::<_, Job>(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE output_key IS NOT NULL \
-             AND output_deleted_at IS NULL \
+             AND output_deleted_at IS NULL AND {NOT_AN_ADAPTER} \
              AND (output_expires_at <= $1 OR finished_at < $2) \
              AND (COALESCE(output_expires_at, 0) > $3 \
              OR (COALESCE(output_expires_at, 0) = $3 AND id > $4)) \

@@ -6,7 +6,7 @@ use clipfleet_proto::{JobId, Timestamp};
 
 use crate::account::{ACCOUNT_COLUMNS, Account};
 use crate::error::{LedgerError, sqlx_err};
-use crate::job::{JOB_COLUMNS, Job};
+use crate::job::{JOB_COLUMNS, Job, NOT_AN_ADAPTER};
 use crate::ledger::{Ledger, to_ms};
 use crate::usage::MAX_LIST_LIMIT;
 
@@ -44,7 +44,8 @@ impl Ledger {
     }
 
     /// Jobs whose video expired at or before `now` and is not recorded as deleted, the longest
-    /// expired first, at most `limit` (≤ 1000).
+    /// expired first, at most `limit` (≤ 1000); never a `personalize` job (its output is its
+    /// session's adapter, which goes with the session).
     pub async fn expired_outputs(
         &self,
         now: Timestamp,
@@ -52,7 +53,7 @@ impl Ledger {
     ) -> Result<Vec<Job>, LedgerError> {
         sqlx::query_as::<_, Job>(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE output_key IS NOT NULL \
-             AND output_deleted_at IS NULL AND output_expires_at <= $1 \
+             AND output_deleted_at IS NULL AND output_expires_at <= $1 AND {NOT_AN_ADAPTER} \
              ORDER BY output_expires_at, id LIMIT $2"
         ))
         .bind(to_ms(now)?)

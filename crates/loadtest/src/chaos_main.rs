@@ -12,7 +12,8 @@ use anyhow::Context;
 use clap::Parser;
 use clipfleet_loadtest::chaos::{self, ChaosOptions, ChaosReport, FaultSet, FleetSpec};
 use clipfleet_loadtest::{
-    Arrivals, Checks, Exit, Load, Mix, ModelChoice, Options, PhotoSize, Stop, Target,
+    Arrivals, Checks, Exit, Load, Mix, ModelChoice, Options, PhotoSize, Sessions, Stop, Target,
+    WeightedModel,
 };
 
 /// Runs the fleet of processes under compound faults and checks that nothing was lost.
@@ -127,10 +128,11 @@ impl Cli {
                 png_share: self.png_share,
                 bad_share: self.bad_share,
             },
-            model: Some(ModelChoice {
+            models: vec![WeightedModel::new(ModelChoice {
                 name: self.model.clone(),
                 version: self.model_version.clone(),
-            }),
+            })],
+            sessions: Sessions::default(),
             accounts: 4,
             seed: self.seed,
             checks: Checks {

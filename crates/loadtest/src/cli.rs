@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::options::{
     Arrivals, Checks, DEFAULT_JANITOR_EVERY, DEFAULT_RATE, EmbeddedFleet, Load, Mix, ModelChoice,
-    Options, PhotoSize, Stop, Target,
+    Options, PhotoSize, SESSION_PHOTOS, Sessions, Stop, Target, WeightedModel,
 };
 
 /// The janitor's own default interval (`clip-janitor run`): what a running fleet sweeps at
@@ -16,6 +16,12 @@ use crate::options::{
 const REMOTE_JANITOR_EVERY: Duration = Duration::from_secs(60);
 
 /// Load-tests a clipfleet through its ingest API, then checks the privacy invariants.
+///
+/// Mixing kinds: repeat --model for a weighted mix of models (video and image models alike),
+/// e.g. `--model noop --model portrait=2 --model beautify`; --session-share 0.2 makes a fifth of
+/// the arrivals whole personalisation sessions of --session-model (photos, training, one job
+/// through the adapter, the session's end). The report adds rows per kind: video, image,
+/// personalize (the training), session end.
 ///
 /// Exit codes: 0 passed; 1 could not run; 2 usage; 3 an invariant was violated; 4 more
 /// unexpected errors than --max-error-share allows.
@@ -71,12 +77,24 @@ pub struct Cli {
     /// Share of bad inputs (truncated JPEG, not an image); their refusals are expected.
     #[arg(long, default_value_t = 0.05)]
     pub bad_share: f64,
-    /// Model to ask for (default: `noop` embedded; the fleet's first pool otherwise).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Version of --model.
+    /// Model to ask for, `NAME[@VERSION][=WEIGHT]` (weight default 1, 0 for a model only the
+    /// session flows use). Repeat the flag for a mix: each arrival picks one by weight, seeded
+    /// by --seed. Embedded: the fleet gets one pool per model, named after it (default `noop`);
+    /// otherwise the fleet must serve each already (default: its first pool's model).
+    #[arg(long, value_name = "NAME[@VERSION][=WEIGHT]")]
+    pub model: Vec<ModelArg>,
+    /// Version of a --model (and --session-model) that names none.
     #[arg(long, default_value = "1")]
     pub model_version: String,
+    /// Share of arrivals (0..=1) that are a whole session flow instead of one submission:
+    /// open a session, upload 2 photos of the mix, personalize, wait for the training, submit
+    /// one job through the adapter, wait, end the session.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub session_share: f64,
+    /// The model whose adapter the session flows train and render through, `NAME[@VERSION]`;
+    /// one of the --model list (give it weight 0 to use it only in session flows).
+    #[arg(long, value_name = "NAME[@VERSION]", default_value = "portrait")]
+    pub session_model: String,
     /// Accounts the jobs are spread over.
     #[arg(long, default_value_t = 4)]
     pub accounts: usize,
@@ -84,8 +102,9 @@ pub struct Cli {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// The fleet's video TTL: embedded, what it is configured with (default 5s); otherwise the
-    /// running fleet's `retention.output_ttl`, which turns the TTL check on.
+    /// The fleet's video TTL: embedded, what it is configured with (default 5s; a session's
+    /// adapter goes with its session, never by this TTL); otherwise the running fleet's
+    /// `retention.output_ttl`, which turns the TTL check on.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub ttl: Option<Duration>,
     /// The janitor's sweep interval (default 1s embedded, 60s otherwise).
@@ -142,6 +161,7 @@ impl Cli {
         share("png-share", self.png_share)?;
         share("bad-share", self.bad_share)?;
         share("max-error-share", self.max_error_share)?;
+        share("session-share", self.session_share)?;
         let load = match (self.rate, self.concurrency) {
             (_, Some(0)) => anyhow::bail!("--concurrency must be at least 1"),
             (_, Some(n)) => Load::Concurrency(n),
@@ -160,11 +180,21 @@ impl Cli {
             },
             (jobs, duration) => Stop { jobs, duration },
         };
-        let model = |name: &str| ModelChoice {
-            name: name.to_owned(),
-            version: self.model_version.clone(),
-        };
-        let (target, model, janitor_every) = if self.embedded {
+        let mut models: Vec<WeightedModel> = self
+            .model
+            .iter()
+            .map(|arg| WeightedModel {
+                model: ModelChoice {
+                    name: arg.name.clone(),
+                    version: arg
+                        .version
+                        .clone()
+                        .unwrap_or_else(|| self.model_version.clone()),
+                },
+                weight: arg.weight,
+            })
+            .collect();
+        let (target, janitor_every) = if self.embedded {
             let fleet = EmbeddedFleet {
                 config: self.config.clone(),
                 env,
@@ -175,8 +205,10 @@ impl Cli {
                 slots: self.slots.unwrap_or(16),
             };
             let janitor_every = fleet.janitor_every.unwrap_or(DEFAULT_JANITOR_EVERY);
-            let model = model(self.model.as_deref().unwrap_or("noop"));
-            (Target::Embedded(fleet), Some(model), janitor_every)
+            if models.is_empty() {
+                models.push(WeightedModel::new(ModelChoice::noop()));
+            }
+            (Target::Embedded(fleet), janitor_every)
         } else {
             let ingest = self
                 .ingest
@@ -190,9 +222,14 @@ impl Cli {
                     .unwrap_or_else(|| clipfleet_fleet::DEV_TOKEN.to_owned()),
             };
             let janitor_every = self.janitor_every.unwrap_or(REMOTE_JANITOR_EVERY);
-            (target, self.model.as_deref().map(model), janitor_every)
+            (target, janitor_every)
         };
-        Ok(Options {
+        let sessions = Sessions {
+            share: self.session_share,
+            model: self.session_model(&models)?,
+            photos: SESSION_PHOTOS,
+        };
+        let options = Options {
             target,
             load,
             stop,
@@ -201,7 +238,8 @@ impl Cli {
                 png_share: self.png_share,
                 bad_share: self.bad_share,
             },
-            model,
+            models,
+            sessions,
             accounts: self.accounts.max(1),
             seed: self.seed,
             checks: Checks {
@@ -213,6 +251,118 @@ impl Cli {
                 max_error_share: self.max_error_share,
             },
             bucket: self.bucket,
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// --session-model: its version as given, else that of the listed model of its name, else
+    /// --model-version.
+    fn session_model(&self, models: &[WeightedModel]) -> anyhow::Result<ModelChoice> {
+        anyhow::ensure!(
+            !self.session_model.contains('='),
+            "--session-model {} takes no weight",
+            self.session_model
+        );
+        let arg: ModelArg = self
+            .session_model
+            .parse()
+            .map_err(|err| anyhow::anyhow!("--session-model: {err}"))?;
+        let version = arg
+            .version
+            .or_else(|| {
+                models
+                    .iter()
+                    .find(|m| m.model.name == arg.name)
+                    .map(|m| m.model.version.clone())
+            })
+            .unwrap_or_else(|| self.model_version.clone());
+        Ok(ModelChoice {
+            name: arg.name,
+            version,
         })
+    }
+}
+
+/// One --model: `NAME[@VERSION][=WEIGHT]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelArg {
+    /// The manifest's name.
+    pub name: String,
+    /// The version, when given (else --model-version).
+    pub version: Option<String>,
+    /// Its weight in the mix: finite, at least 0; 1 unless given.
+    pub weight: f64,
+}
+
+impl std::str::FromStr for ModelArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ModelArg, String> {
+        let (model, weight) = match text.rsplit_once('=') {
+            Some((model, weight)) => {
+                let weight: f64 = weight
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|w: &f64| w.is_finite() && *w >= 0.0)
+                    .ok_or_else(|| {
+                        format!("weight {weight:?} in {text:?} is not a number of at least 0")
+                    })?;
+                (model, weight)
+            }
+            None => (text, 1.0),
+        };
+        let (name, version) = match model.split_once('@') {
+            Some((name, version)) => (name, Some(version)),
+            None => (model, None),
+        };
+        let part = |what: &str, value: &str| {
+            if value.is_empty()
+                || value
+                    .chars()
+                    .any(|c| c.is_whitespace() || "=@,".contains(c))
+            {
+                Err(format!(
+                    "{what} {value:?} in {text:?} is not a model {what} (NAME[@VERSION][=WEIGHT])"
+                ))
+            } else {
+                Ok(value.to_owned())
+            }
+        };
+        Ok(ModelArg {
+            name: part("name", name)?,
+            version: version.map(|v| part("version", v)).transpose()?,
+            weight,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg(text: &str) -> Result<ModelArg, String> {
+        text.parse()
+    }
+
+    #[test]
+    fn model_args_parse_name_version_and_weight() {
+        let plain = arg("noop").expect("parses");
+        assert_eq!(
+            (plain.name.as_str(), plain.version, plain.weight),
+            ("noop", None, 1.0)
+        );
+        let full = arg("rife@3.9=2.5").expect("parses");
+        assert_eq!(
+            (full.name.as_str(), full.version.as_deref(), full.weight),
+            ("rife", Some("3.9"), 2.5)
+        );
+        assert_eq!(arg("portrait=0").map(|a| a.weight), Ok(0.0));
+        for bad in [
+            "", "=2", "a=", "a=-1", "a=x", "a=inf", "a=NaN", "@1", "a@", "a b", "a,b", "a@1@2",
+        ] {
+            assert!(arg(bad).is_err(), "{bad:?} parsed");
+        }
     }
 }

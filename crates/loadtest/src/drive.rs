@@ -8,6 +8,9 @@
 //! (no coordinated omission). End-to-end latency is that submit latency plus the fleet's own
 //! `finished_at − submitted_at`, both read from the job: exact whatever the poll interval, and
 //! free of clock skew between this machine and the fleet's.
+//!
+//! An arrival is one submission of a model picked by weight, or a whole session flow
+//! (`crate::flow`), as `crate::plan` decides from the seed and the arrival's index.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +23,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use crate::mix::{Inputs, SplitMix64};
-use crate::options::{Arrivals, Load, Options};
+use crate::flow::SessionRecord;
+use crate::mix::{Input, Inputs, SplitMix64};
+use crate::options::{Arrivals, Load, ModelChoice, Options};
+use crate::plan::{Arrival, Plan};
 
 /// First poll of a job's status after it was accepted; later polls double up to `poll_max`.
 const FIRST_POLL: Duration = Duration::from_millis(100);
@@ -33,7 +38,10 @@ pub(crate) struct JobRecord {
     pub input: String,
     /// The refusal a bad input must get; `None` for a photo.
     pub expect: Option<ErrorCode>,
-    /// When it was scheduled, from the start of the run.
+    /// The model asked for (`name@version`); `None`: the fleet's default.
+    pub model: Option<String>,
+    /// When it was scheduled, from the start of the run (a session flow's job: when it was
+    /// submitted).
     pub scheduled: Duration,
     /// From the scheduled start to ingest's answer.
     pub submit_latency: Duration,
@@ -78,24 +86,72 @@ pub(crate) enum End {
     Stuck {
         /// The last status seen, if any.
         last_status: Option<String>,
+        /// What the job makes, as last seen (`video`, `image`, `personalize`), if seen.
+        last_kind: Option<String>,
         /// The last polling error, if any.
         last_error: Option<String>,
     },
 }
 
-/// What every submission shares.
+/// What every arrival shares.
 #[derive(Debug)]
-struct Shared {
-    client: Client,
-    inputs: Inputs,
-    accounts: Vec<String>,
-    params: Value,
-    start: Instant,
-    terminal_timeout: Duration,
-    poll_max: Duration,
+pub(crate) struct Shared {
+    /// Ingest's API, the only way to the fleet.
+    pub client: Client,
+    /// The photos and bad inputs, made once.
+    pub inputs: Inputs,
+    /// The run's accounts, taken round robin by arrival index.
+    pub accounts: Vec<String>,
+    /// Each of the run's models: its label (`name@version`) and submit params.
+    pub models: Vec<(String, Value)>,
+    /// What each arrival is.
+    pub plan: Plan,
+    /// The model a session flow trains and renders.
+    pub session_model: ModelChoice,
+    /// Photos a session flow uploads before its training.
+    pub session_photos: usize,
+    /// Offsets and latencies count from here.
+    pub start: Instant,
+    /// How long a job may take to end before it counts as stuck.
+    pub terminal_timeout: Duration,
+    /// Longest gap between two polls of one job.
+    pub poll_max: Duration,
+    /// Arrivals done, for the progress log.
     done: AtomicU64,
     /// Videos fetched so far (see [`VIDEO_SAMPLES`]).
     sampled: AtomicU64,
+}
+
+impl Shared {
+    /// The account of arrival `index` (round robin).
+    fn account(&self, index: u64) -> String {
+        self.accounts[index as usize % self.accounts.len()].clone()
+    }
+}
+
+/// What the load left: every submission's record, and every session flow's.
+#[derive(Debug, Default)]
+pub(crate) struct Records {
+    /// Submissions, in the order they were scheduled (a session flow's job included).
+    pub records: Vec<JobRecord>,
+    /// Session flows, in the order they were scheduled.
+    pub sessions: Vec<SessionRecord>,
+}
+
+impl Records {
+    fn add(&mut self, arrived: Arrived) {
+        self.records.extend(arrived.job);
+        self.sessions.extend(arrived.session);
+    }
+}
+
+/// What one arrival made.
+#[derive(Debug, Default)]
+pub(crate) struct Arrived {
+    /// Its submission (a session flow's job, when it got that far).
+    pub job: Option<JobRecord>,
+    /// Its session flow.
+    pub session: Option<SessionRecord>,
 }
 
 /// Succeeded jobs whose video is fetched when first seen: proof that "video refused past its
@@ -110,16 +166,21 @@ pub(crate) async fn drive(
     accounts: Vec<String>,
     options: &Options,
     start: Instant,
-) -> anyhow::Result<Vec<JobRecord>> {
-    let params = match &options.model {
-        Some(model) => serde_json::json!({ "model": model.name, "model_version": model.version }),
-        None => serde_json::json!({}),
-    };
+) -> anyhow::Result<Records> {
+    anyhow::ensure!(!accounts.is_empty(), "a run needs at least one account");
+    let models = options
+        .models
+        .iter()
+        .map(|weighted| (weighted.model.to_string(), params(&weighted.model)))
+        .collect();
     let shared = Arc::new(Shared {
         client,
         inputs,
         accounts,
-        params,
+        models,
+        plan: Plan::new(&options.models, options.sessions.share, options.seed)?,
+        session_model: options.sessions.model.clone(),
+        session_photos: options.sessions.photos,
         start,
         terminal_timeout: options.checks.terminal_timeout,
         poll_max: options.checks.poll_max.max(FIRST_POLL),
@@ -128,7 +189,7 @@ pub(crate) async fn drive(
     });
     let mut rng = SplitMix64::new(options.seed);
     let stop = options.stop;
-    let mut records = Vec::new();
+    let mut driven = Records::default();
     let _progress = AbortOnDrop(tokio::spawn(report_progress(shared.clone())));
     match &options.load {
         Load::Rate {
@@ -143,9 +204,8 @@ pub(crate) async fn drive(
                 && stop.duration.is_none_or(|duration| next < duration)
             {
                 tokio::time::sleep_until(shared.start + next).await;
-                let input = shared.inputs.pick(&mut rng).clone();
-                let account = shared.accounts[index as usize % shared.accounts.len()].clone();
-                tasks.spawn(one_job(shared.clone(), input, account, next));
+                let planned = plan(&shared, index, &mut rng);
+                tasks.spawn(arrive(shared.clone(), planned, index, next));
                 index += 1;
                 let gap = match arrivals {
                     Arrivals::Poisson => rng.exponential(mean_gap),
@@ -153,11 +213,11 @@ pub(crate) async fn drive(
                 };
                 next += Duration::from_secs_f64(gap);
                 while let Some(done) = tasks.try_join_next() {
-                    records.push(done?);
+                    driven.add(done?);
                 }
             }
             while let Some(done) = tasks.join_next().await {
-                records.push(done?);
+                driven.add(done?);
             }
         }
         Load::Concurrency(lanes) => {
@@ -167,7 +227,7 @@ pub(crate) async fn drive(
                 let (shared, next_index) = (shared.clone(), next_index.clone());
                 let mut rng = SplitMix64::new(options.seed ^ (lane as u64).wrapping_mul(0x9E37));
                 tasks.spawn(async move {
-                    let mut lane_records = Vec::new();
+                    let mut lane_arrivals = Vec::new();
                     loop {
                         let index = next_index.fetch_add(1, Ordering::Relaxed);
                         let now = shared.start.elapsed();
@@ -176,21 +236,89 @@ pub(crate) async fn drive(
                         {
                             break;
                         }
-                        let input = shared.inputs.pick(&mut rng).clone();
-                        let account =
-                            shared.accounts[index as usize % shared.accounts.len()].clone();
-                        lane_records.push(one_job(shared.clone(), input, account, now).await);
+                        let planned = plan(&shared, index, &mut rng);
+                        let arrived = arrive(shared.clone(), planned, index, now).await;
+                        lane_arrivals.push(arrived);
                     }
-                    lane_records
+                    lane_arrivals
                 });
             }
             while let Some(lane) = tasks.join_next().await {
-                records.extend(lane?);
+                for arrived in lane? {
+                    driven.add(arrived);
+                }
             }
         }
     }
-    records.sort_by_key(|record| record.scheduled);
-    Ok(records)
+    driven.records.sort_by_key(|record| record.scheduled);
+    driven.sessions.sort_by_key(|session| session.scheduled);
+    Ok(driven)
+}
+
+/// The submit params naming `model`.
+pub(crate) fn params(model: &ModelChoice) -> Value {
+    serde_json::json!({ "model": model.name, "model_version": model.version })
+}
+
+/// What an arrival will do, with what it sends.
+#[derive(Debug)]
+enum Planned {
+    /// Submit `input` to the run's model at `model` (`None`: the fleet's default).
+    Job { model: Option<usize>, input: Input },
+    /// Run a session flow.
+    Session,
+}
+
+/// Arrival `index`'s plan; a submission's input comes from `rng`, the loop's (or lane's)
+/// generator, as it did before arrivals had kinds.
+fn plan(shared: &Shared, index: u64, rng: &mut SplitMix64) -> Planned {
+    match shared.plan.arrival(index) {
+        Arrival::Job { model } => Planned::Job {
+            model,
+            input: shared.inputs.pick(rng).clone(),
+        },
+        Arrival::Session => Planned::Session,
+    }
+}
+
+/// One arrival: its submission or its session flow.
+async fn arrive(shared: Arc<Shared>, planned: Planned, index: u64, scheduled: Duration) -> Arrived {
+    let account = shared.account(index);
+    let arrived = match planned {
+        Planned::Job { model, input } => {
+            let (label, params) = model
+                .and_then(|model| shared.models.get(model))
+                .map_or((None, serde_json::json!({})), |(label, params)| {
+                    (Some(label.clone()), params.clone())
+                });
+            let job = submit_and_follow(
+                &shared,
+                Submission {
+                    input,
+                    account,
+                    model: label,
+                    params,
+                    session_id: None,
+                },
+                scheduled,
+            )
+            .await;
+            Arrived {
+                job: Some(job),
+                session: None,
+            }
+        }
+        Planned::Session => {
+            let rng = shared.plan.rng(index);
+            let (session, job) = crate::flow::run(&shared, account, scheduled, rng).await;
+            Arrived {
+                job,
+                session: Some(session),
+            }
+        }
+    };
+    shared.done.fetch_add(1, Ordering::Relaxed);
+    arrived
 }
 
 /// Stops a background task when the run ends, however it ends.
@@ -217,22 +345,53 @@ async fn report_progress(shared: Arc<Shared>) {
     }
 }
 
+/// What one submission sends.
+#[derive(Debug)]
+pub(crate) struct Submission {
+    /// The photo (or bad input).
+    pub input: Input,
+    /// On whose behalf.
+    pub account: String,
+    /// The model's label (`name@version`), when the run names it.
+    pub model: Option<String>,
+    /// The submit params (model, version).
+    pub params: Value,
+    /// The session to render through.
+    pub session_id: Option<String>,
+}
+
 /// One submission, scheduled `scheduled` after the start, and the wait for its job.
-async fn one_job(
-    shared: Arc<Shared>,
-    input: crate::mix::Input,
-    account: String,
+pub(crate) async fn submit_and_follow(
+    shared: &Shared,
+    submission: Submission,
     scheduled: Duration,
 ) -> JobRecord {
+    let Submission {
+        input,
+        account,
+        model,
+        params,
+        session_id,
+    } = submission;
     let intended = shared.start + scheduled;
-    let answer = shared
-        .client
-        .submit(&account, input.bytes.clone(), shared.params.clone(), None)
-        .await;
+    let answer = match &session_id {
+        Some(session) => {
+            shared
+                .client
+                .submit_in_session(&account, session, input.bytes.clone(), params, None)
+                .await
+        }
+        None => {
+            shared
+                .client
+                .submit(&account, input.bytes.clone(), params, None)
+                .await
+        }
+    };
     let submit_latency = intended.elapsed();
     let outcome = match answer {
         Ok(accepted) => {
-            let end = wait(&shared, &accepted.job_id, submit_latency).await;
+            let end = wait(shared, &accepted.job_id, submit_latency).await;
             Outcome::Accepted {
                 job_id: accepted.job_id,
                 end,
@@ -244,10 +403,10 @@ async fn one_job(
             Outcome::Transport(other.to_string())
         }
     };
-    shared.done.fetch_add(1, Ordering::Relaxed);
     JobRecord {
         input: input.label,
         expect: input.expect,
+        model,
         scheduled,
         submit_latency,
         outcome,
@@ -255,10 +414,11 @@ async fn one_job(
 }
 
 /// Polls a job (100 ms, then doubling up to `poll_max`) until it ends or the bound runs out.
-async fn wait(shared: &Shared, job_id: &str, submit_latency: Duration) -> End {
+/// `submit_latency`: from the scheduled start to ingest's answer, the first part of `e2e`.
+pub(crate) async fn wait(shared: &Shared, job_id: &str, submit_latency: Duration) -> End {
     let deadline = Instant::now() + shared.terminal_timeout;
     let mut gap = FIRST_POLL;
-    let (mut last_status, mut last_error) = (None, None);
+    let (mut last_status, mut last_kind, mut last_error) = (None, None, None);
     loop {
         tokio::time::sleep(gap.min(deadline.saturating_duration_since(Instant::now()))).await;
         gap = (gap * 2).min(shared.poll_max);
@@ -277,12 +437,16 @@ async fn wait(shared: &Shared, job_id: &str, submit_latency: Duration) -> End {
                     video,
                 };
             }
-            Ok(status) => last_status = Some(status.status),
+            Ok(status) => {
+                last_status = Some(status.status);
+                last_kind = Some(status.kind);
+            }
             Err(err) => last_error = Some(err.to_string()),
         }
         if Instant::now() >= deadline {
             return End::Stuck {
                 last_status,
+                last_kind,
                 last_error,
             };
         }

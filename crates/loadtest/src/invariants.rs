@@ -11,6 +11,11 @@
 //! - `video_expired`: past its TTL plus a janitor interval, every succeeded job shows its output
 //!   deleted (`output_deleted_at_ms`, no `output` or `video`), and `GET /v1/jobs/{id}/output`
 //!   refuses it.
+//!
+//! With session flows, theirs too (`sessions`): trainings ended, sessions ended with their
+//! photos and adapters, adapters never served, ended sessions unusable.
+
+mod sessions;
 
 use std::time::Duration;
 
@@ -20,6 +25,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::drive::{End, JobRecord, Outcome};
+use crate::flow::SessionRecord;
 use crate::options::Checks;
 
 /// Status polls (and video checks) in flight at once during the checks.
@@ -34,13 +40,14 @@ const MAX_LISTED: usize = 50;
 /// The outcome of one invariant.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InvariantResult {
-    /// Stable name (`terminal`, `photo_deleted`, `video_served`, `video_expired`).
+    /// Stable name (`terminal`, `photo_deleted`, `video_served`, `video_expired`; with session
+    /// flows `training_ended`, `session_ended`, `adapter_private`, `session_closed`).
     pub name: &'static str,
     /// What it promises.
     pub description: &'static str,
-    /// Jobs it was checked on.
+    /// Jobs (or sessions) it was checked on.
     pub checked: u64,
-    /// Jobs that broke it.
+    /// Jobs (or sessions) that broke it.
     pub violations: u64,
     /// Why it was not checked, when it was not.
     pub skipped: Option<String>,
@@ -68,7 +75,7 @@ impl InvariantResult {
 pub struct Violation {
     /// The invariant's name.
     pub invariant: &'static str,
-    /// The job.
+    /// The job (the session, for `session_ended` and `session_closed`).
     pub job_id: String,
     /// What was seen.
     pub detail: String,
@@ -97,10 +104,12 @@ struct Ended<'a> {
     seen: Instant,
 }
 
-/// Checks every invariant over `records` (offsets counted from `start`).
+/// Checks every invariant over `records` and `sessions` (offsets counted from `start`); the
+/// session flows' invariants only when there were session flows.
 pub(crate) async fn check(
     client: &Client,
     records: &[JobRecord],
+    sessions: &[SessionRecord],
     checks: &Checks,
     start: Instant,
 ) -> Checked {
@@ -140,6 +149,7 @@ pub(crate) async fn check(
             End::Stuck {
                 last_status,
                 last_error,
+                ..
             } => {
                 let detail = format!(
                     "still {} after {}{}",
@@ -167,7 +177,11 @@ pub(crate) async fn check(
             skipped
         }
     };
-    out.results = vec![terminal, photo, served, expired];
+    let mut results = vec![terminal, photo, served, expired];
+    if !sessions.is_empty() {
+        results.extend(sessions::check(client, sessions, checks, &mut out).await);
+    }
+    out.results = results;
     out
 }
 
@@ -316,17 +330,19 @@ mod tests {
         let records = vec![JobRecord {
             input: "jpeg 64x48".into(),
             expect: None,
+            model: None,
             scheduled: Duration::ZERO,
             submit_latency: Duration::from_millis(5),
             outcome: Outcome::Accepted {
                 job_id: "01STUCK".into(),
                 end: End::Stuck {
                     last_status: Some("queued".into()),
+                    last_kind: None,
                     last_error: None,
                 },
             },
         }];
-        let checked = check(&client, &records, &Checks::default(), Instant::now()).await;
+        let checked = check(&client, &records, &[], &Checks::default(), Instant::now()).await;
         let by_name = |name: &str| checked.results.iter().find(|r| r.name == name).cloned();
         let terminal = by_name("terminal").expect("terminal checked");
         assert_eq!((terminal.checked, terminal.violations), (1, 1));

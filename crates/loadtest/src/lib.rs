@@ -1,19 +1,25 @@
 //! `clip-loadtest`: drives a fleet through its ingest HTTP API and holds it to its promises.
 //!
 //! It submits a mix of photos (JPEG and PNG of a few sizes, plus a share of bad inputs whose
-//! refusal codes are known) on an open-loop schedule or at a fixed concurrency, follows every
-//! accepted job to its end, and reports submit and end-to-end latency (HDR histograms),
-//! throughput and errors by code, as a table, a JSON report and an SVG plot. At the end it
-//! checks the privacy invariants through the API: every accepted job ended, no photo remains
-//! for an ended job, no video remains (or is served) past its TTL. A violation fails the run.
+//! refusal codes are known) to a weighted mix of models on an open-loop schedule or at a fixed
+//! concurrency, follows every accepted job to its end, and reports submit and end-to-end
+//! latency (HDR histograms), throughput and errors by code, as a table, a JSON report and an
+//! SVG plot, in total and per kind (video, image). A share of arrivals can be whole
+//! personalisation sessions (photos, training, a job through the adapter, the session's end),
+//! with the training and the end timed as kinds of their own. At the end it checks the privacy
+//! invariants through the API: every accepted job ended, no photo remains for an ended job, no
+//! output remains (or is served) past its TTL, every session ended with its photos and adapter,
+//! no adapter served, no ended session usable. A violation fails the run.
 //!
 //! It knows the fleet only through `clipfleet-client` (HTTP) and `proto`'s error codes; with
 //! `--embedded` it starts `clipfleet-fleet` in-process first and talks to it the same way.
 //!
 //! Modules:
 //! - `options`: what a run does (plain data); `cli`: the command line that builds it;
-//! - `mix`: the inputs and the seeded generator; `drive`: the load generator;
-//! - `stats`: counts, histograms, timeline; `invariants`: the checks at the end;
+//! - `mix`: the inputs and the seeded generator; `plan`: what each arrival is (a model picked
+//!   by weight, or a session flow); `drive`: the load generator; `flow`: a session flow;
+//! - `stats`: counts, histograms, timeline; `kinds`: the numbers per kind and of the session
+//!   flows; `invariants`: the checks at the end;
 //! - `report`: the report, its table and exit code; `svg`: the plot; `embedded`: the
 //!   in-process fleet; `saturation`: the search for the rate a fleet sustains and the latency
 //!   below it.
@@ -23,9 +29,12 @@ pub mod chaos;
 mod cli;
 mod drive;
 mod embedded;
+mod flow;
 mod invariants;
+mod kinds;
 mod mix;
 mod options;
+mod plan;
 mod report;
 mod saturation;
 mod stats;
@@ -37,10 +46,12 @@ use tokio::time::Instant;
 use tracing::info;
 
 pub use cli::Cli;
+pub use cli::ModelArg;
 pub use invariants::{InvariantResult, Violation};
+pub use kinds::{KindStats, PERSONALIZE, SESSION_END, SessionCounts};
 pub use options::{
     Arrivals, Checks, DEFAULT_JANITOR_EVERY, DEFAULT_RATE, EmbeddedFleet, Load, Mix, ModelChoice,
-    Options, PhotoSize, Stop, Target,
+    Options, PhotoSize, SESSION_PHOTOS, Sessions, Stop, Target, WeightedModel,
 };
 pub use report::{Exit, Report};
 pub use saturation::{SaturationPlan, SaturationReport, Step, find_saturation};
@@ -74,6 +85,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         "a run needs a job count or a duration"
     );
     anyhow::ensure!(options.accounts > 0, "a run needs at least one account");
+    options.validate()?;
     let mix = options.mix.clone();
     let inputs = tokio::task::spawn_blocking(move || mix::Inputs::generate(&mix))
         .await
@@ -84,7 +96,8 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
             options.checks.output_ttl = Some(embedded.output_ttl);
             options.checks.janitor_interval =
                 embedded.janitor_every.unwrap_or(DEFAULT_JANITOR_EVERY);
-            let fleet = embedded::start(embedded, options.model.as_ref()).await?;
+            let models: Vec<ModelChoice> = options.models.iter().map(|m| m.model.clone()).collect();
+            let fleet = embedded::start(embedded, &models).await?;
             let base = fleet.base_url().to_owned();
             (Some(fleet), base, clipfleet_fleet::DEV_TOKEN.to_owned())
         }
@@ -107,12 +120,13 @@ async fn drive_and_check(
     Ok(check_and_report(options, base, &driven).await)
 }
 
-/// What a driven load leaves to check: the client it used, every submission's record, and
-/// when it started and how long it took.
+/// What a driven load leaves to check: the client it used, every submission's and session
+/// flow's record, and when it started and how long it took.
 #[derive(Debug)]
 pub(crate) struct Driven {
     pub client: Client,
     pub records: Vec<drive::JobRecord>,
+    pub sessions: Vec<flow::SessionRecord>,
     pub start: Instant,
     pub elapsed: std::time::Duration,
 }
@@ -143,15 +157,18 @@ pub(crate) async fn drive_load(
         // Nobody listening is fine: the load does not depend on it.
         let _ = started.send(start);
     }
-    let records = drive::drive(client.clone(), inputs, accounts, options, start).await?;
+    let drive::Records { records, sessions } =
+        drive::drive(client.clone(), inputs, accounts, options, start).await?;
     let elapsed = start.elapsed();
     info!(
         submissions = records.len(),
+        sessions = sessions.len(),
         "load over, checking invariants"
     );
     Ok(Driven {
         client,
         records,
+        sessions,
         start,
         elapsed,
     })
@@ -162,15 +179,19 @@ pub(crate) async fn check_and_report(options: &Options, base: &str, driven: &Dri
     let checked = invariants::check(
         &driven.client,
         &driven.records,
+        &driven.sessions,
         &options.checks,
         driven.start,
     )
     .await;
     let summary = stats::summarize(&driven.records, options.bucket);
-    let error_share = if summary.counts.sent == 0 {
+    let sessions = kinds::sessions(&driven.sessions);
+    // A session flow's steps outside its job are one more thing that can fail.
+    let attempts = summary.counts.sent + sessions.flows;
+    let error_share = if attempts == 0 {
         0.0
     } else {
-        summary.counts.unexpected_errors() as f64 / summary.counts.sent as f64
+        (summary.counts.unexpected_errors() + sessions.unexpected_errors()) as f64 / attempts as f64
     };
     let exit = Report::judge(
         &checked.results,
@@ -186,6 +207,8 @@ pub(crate) async fn check_and_report(options: &Options, base: &str, driven: &Dri
         counts: summary.counts,
         throughput: summary.throughput,
         latency: summary.latency,
+        kinds: kinds::by_kind(&driven.records, &driven.sessions),
+        sessions,
         bucket_s: options.bucket.as_secs_f64(),
         timeline: summary.timeline,
         invariants: checked.results,
@@ -198,11 +221,22 @@ pub(crate) async fn check_and_report(options: &Options, base: &str, driven: &Dri
 }
 
 fn describe_target(options: &Options, base: &str) -> String {
-    let model = options
-        .model
-        .as_ref()
-        .map(|m| format!(" ({}@{})", m.name, m.version))
-        .unwrap_or_default();
+    let models: Vec<String> = options
+        .models
+        .iter()
+        .map(|m| {
+            if options.models.len() == 1 || m.weight == 1.0 {
+                m.model.to_string()
+            } else {
+                format!("{}={}", m.model, m.weight)
+            }
+        })
+        .collect();
+    let model = if models.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", models.join(", "))
+    };
     match &options.target {
         Target::Embedded(_) => format!("embedded fleet{model}"),
         Target::Remote { .. } => format!("{base}{model}"),
@@ -210,7 +244,7 @@ fn describe_target(options: &Options, base: &str) -> String {
 }
 
 fn describe_load(options: &Options) -> String {
-    match &options.load {
+    let load = match &options.load {
         Load::Rate {
             per_second,
             arrivals,
@@ -222,5 +256,14 @@ fn describe_load(options: &Options) -> String {
             format!("open loop {per_second}/s {arrivals}")
         }
         Load::Concurrency(n) => format!("closed loop {n} in flight"),
+    };
+    if options.sessions.share > 0.0 {
+        format!(
+            "{load}, {:.0} % session flows on {}",
+            options.sessions.share * 100.0,
+            options.sessions.model
+        )
+    } else {
+        load
     }
 }

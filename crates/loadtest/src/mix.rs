@@ -88,10 +88,20 @@ impl Inputs {
         };
         &group[rng.below(group.len())]
     }
+
+    /// Picks a photo (never a bad input): JPEG or PNG by the mix's share, any size.
+    pub fn pick_photo(&self, rng: &mut SplitMix64) -> &Input {
+        let group = if rng.unit() < self.png_share {
+            &self.pngs
+        } else {
+            &self.jpegs
+        };
+        &group[rng.below(group.len())]
+    }
 }
 
 /// A synthetic photo: smooth gradients with some texture, so JPEG sizes are photo-like.
-fn encode(size: PhotoSize, format: image::ImageFormat) -> anyhow::Result<Bytes> {
+pub(crate) fn encode(size: PhotoSize, format: image::ImageFormat) -> anyhow::Result<Bytes> {
     let PhotoSize { width, height } = size;
     let photo = image::RgbImage::from_fn(width, height, |x, y| {
         let texture = ((x * 7 + y * 13) ^ (x * y)) % 32;
@@ -184,6 +194,8 @@ mod tests {
         let png = picks.iter().filter(|i| i.label.starts_with("png")).count();
         assert!((1800..2200).contains(&bad), "{bad} bad of {n}");
         assert!((3700..4300).contains(&png), "{png} png of {n}");
+        // Photos only, when asked for one.
+        assert!((0..1000).all(|_| inputs.pick_photo(&mut rng).expect.is_none()));
         // The photos are what they claim to be.
         assert!(inputs.jpegs[0].bytes.starts_with(&[0xFF, 0xD8]));
         assert!(inputs.pngs[0].bytes.starts_with(b"\x89PNG"));

@@ -17,8 +17,13 @@ pub struct Options {
     pub stop: Stop,
     /// What is submitted.
     pub mix: Mix,
-    /// The model asked for in every submission; `None`: whatever the fleet's first pool serves.
-    pub model: Option<ModelChoice>,
+    /// The models submissions ask for, each arrival picking one by weight (seeded, see
+    /// `crate::plan`); empty: whatever the fleet's first pool serves. An embedded fleet gets one
+    /// pool per model; a remote fleet must serve each already.
+    pub models: Vec<WeightedModel>,
+    /// The share of arrivals that are a whole personalisation session instead of one
+    /// submission, and how such a session goes.
+    pub sessions: Sessions,
     /// Accounts the jobs are spread over (round robin): more than one, so per-account paths in
     /// the store and the ledger are exercised as in production.
     pub accounts: usize,
@@ -51,11 +56,47 @@ impl Options {
                 duration: None,
             },
             mix: Mix::default(),
-            model: Some(ModelChoice::noop()),
+            models: vec![WeightedModel::new(ModelChoice::noop())],
+            sessions: Sessions::default(),
             accounts: 4,
             seed: 1,
             bucket: Duration::from_secs(1),
         }
+    }
+
+    /// Checks the models and the session flows fit together: each model listed once, weights
+    /// that leave something to submit, a session share of 0..=1 whose model is one of the run's
+    /// (so a pool serves it; a run that names no model leaves that to the fleet), at least one
+    /// photo per session.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (index, weighted) in self.models.iter().enumerate() {
+            anyhow::ensure!(
+                !self.models[..index]
+                    .iter()
+                    .any(|other| other.model == weighted.model),
+                "model {} is listed twice",
+                weighted.model
+            );
+        }
+        crate::plan::Plan::new(&self.models, self.sessions.share, self.seed)?;
+        if self.sessions.share > 0.0 {
+            anyhow::ensure!(
+                self.sessions.photos > 0,
+                "a session flow needs at least one photo"
+            );
+            let model = &self.sessions.model;
+            anyhow::ensure!(
+                self.models.is_empty() || self.models.iter().any(|m| m.model == *model),
+                "the session model {model} is not among the run's models ({}): add it (weight 0 \
+                 to use it only in session flows) so that a pool serves it",
+                self.models
+                    .iter()
+                    .map(|m| m.model.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(())
     }
 }
 
@@ -126,6 +167,58 @@ impl ModelChoice {
         ModelChoice {
             name: "noop".into(),
             version: "1".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// A model of the run and how often an arrival asks for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedModel {
+    /// The model.
+    pub model: ModelChoice,
+    /// Its weight among the run's models (finite, at least 0; 0: a model only session flows
+    /// use, which still gets its pool).
+    pub weight: f64,
+}
+
+impl WeightedModel {
+    /// `model` at weight 1.
+    pub fn new(model: ModelChoice) -> WeightedModel {
+        WeightedModel { model, weight: 1.0 }
+    }
+}
+
+/// Photos uploaded to each session of a session flow.
+pub const SESSION_PHOTOS: usize = 2;
+
+/// Session flows: a share of arrivals that each open a personalisation session, upload photos,
+/// train the session's adapter, render one job through it and end the session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sessions {
+    /// Share of arrivals that are a session flow (0..=1).
+    pub share: f64,
+    /// The model whose adapter is trained and whose job renders through it (one of the run's
+    /// models, so that a pool serves it).
+    pub model: ModelChoice,
+    /// Photos uploaded before the training (valid photos of the mix).
+    pub photos: usize,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions {
+            share: 0.0,
+            model: ModelChoice {
+                name: "portrait".into(),
+                version: "1".into(),
+            },
+            photos: SESSION_PHOTOS,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::invariants::{InvariantResult, Violation};
+use crate::kinds::{KindStats, SessionCounts};
 use crate::stats::{Bucket, Counts, Latencies, LatencySummary, Throughput};
 
 /// How `clip-loadtest` exits. Stable: CI scripts match on these numbers.
@@ -57,6 +58,11 @@ pub struct Report {
     pub throughput: Throughput,
     /// Latency distributions.
     pub latency: Latencies,
+    /// Per kind of work: `video` and `image` jobs, session trainings (`personalize`) and
+    /// session ends (`session_end`); only the kinds the run asked for.
+    pub kinds: Vec<KindStats>,
+    /// The session flows (all zero without `--session-share`).
+    pub sessions: SessionCounts,
     /// Width of a timeline bucket, seconds.
     pub bucket_s: f64,
     /// Per time bucket: submissions, successes, e2e p50/p99 (the SVG's data).
@@ -65,7 +71,8 @@ pub struct Report {
     pub invariants: Vec<InvariantResult>,
     /// The jobs that broke one (at most 50 listed per invariant; all counted above).
     pub violations: Vec<Violation>,
-    /// Unexpected errors over submissions.
+    /// Unexpected errors over submissions (a session flow's failed steps count as errors, and
+    /// each flow as one more attempt, besides its job).
     pub error_share: f64,
     /// The share allowed.
     pub max_error_share: f64,
@@ -147,6 +154,7 @@ impl Report {
         ] {
             let _ = writeln!(out, "  {name:<14}{}", latency_row(l));
         }
+        self.kinds_table(&mut out);
         let _ = writeln!(out);
         let _ = writeln!(out, "  invariants");
         for i in &self.invariants {
@@ -186,6 +194,62 @@ impl Report {
             self.exit.code()
         );
         out
+    }
+}
+
+impl Report {
+    /// The per-kind rows and the session flows' line, when the run has more than one kind or
+    /// any session flow.
+    fn kinds_table(&self, out: &mut String) {
+        let only_jobs_of_one_kind = self.kinds.len() <= 1 && self.sessions.flows == 0;
+        if only_jobs_of_one_kind {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<14}{:>8}{:>8}{:>10}{:>10}{:>10}  failed",
+            "by kind", "sent", "ok", "ok/s", "p50 ms", "p99 ms"
+        );
+        for kind in &self.kinds {
+            let label = kind.kind.replace('_', " ");
+            let _ = writeln!(
+                out,
+                "  {label:<14}{:>8}{:>8}{:>10.2}{:>10.1}{:>10.1}  {}",
+                kind.submissions,
+                kind.succeeded,
+                kind.succeeded_per_s,
+                kind.latency.p50_ms,
+                kind.latency.p99_ms,
+                by_code(&kind.failed)
+            );
+        }
+        let s = &self.sessions;
+        if s.flows > 0 {
+            let _ = writeln!(
+                out,
+                "  session flows {}: {} created, {} trained, {} jobs succeeded, {} ended ({} \
+                 objects deleted), {} completed{}",
+                s.flows,
+                s.created,
+                s.trained,
+                s.jobs_succeeded,
+                s.ended,
+                s.deleted_objects,
+                s.completed,
+                if s.failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; failed: {}", by_code(&s.failed))
+                }
+            );
+            let e2e = &s.job_end_to_end;
+            let _ = writeln!(
+                out,
+                "  session jobs  end-to-end p50 {:.1} ms, p99 {:.1} ms ({} succeeded)",
+                e2e.p50_ms, e2e.p99_ms, e2e.count
+            );
+        }
     }
 }
 

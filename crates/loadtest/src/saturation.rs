@@ -297,6 +297,8 @@ mod tests {
             },
             throughput: Throughput::default(),
             latency: Latencies::default(),
+            kinds: Vec::new(),
+            sessions: crate::kinds::SessionCounts::default(),
             bucket_s: 1.0,
             timeline: buckets
                 .iter()

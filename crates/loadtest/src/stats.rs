@@ -114,15 +114,15 @@ pub(crate) struct Summary {
 }
 
 /// Latencies in microseconds from 1 µs to an hour.
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
 }
 
-fn micros(duration: Duration) -> u64 {
+pub(crate) fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn summary(histogram: &Histogram<u64>) -> LatencySummary {
+pub(crate) fn summary(histogram: &Histogram<u64>) -> LatencySummary {
     if histogram.is_empty() {
         return LatencySummary::default();
     }
@@ -278,6 +278,7 @@ mod tests {
             }
             .into(),
             expect,
+            model: None,
             scheduled: Duration::from_millis(at_ms),
             submit_latency: Duration::from_millis(20),
             outcome,
@@ -337,6 +338,7 @@ mod tests {
                     job_id: "k".into(),
                     end: End::Stuck {
                         last_status: Some("queued".into()),
+                        last_kind: None,
                         last_error: None,
                     },
                 },

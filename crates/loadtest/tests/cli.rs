@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser as _;
-use clipfleet_loadtest::{Arrivals, Cli, Load, ModelChoice, PhotoSize, Stop, Target};
+use clipfleet_loadtest::{
+    Arrivals, Cli, EmbeddedFleet, Load, ModelArg, ModelChoice, PhotoSize, Stop, Target,
+    WeightedModel,
+};
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("clip-loadtest").chain(args.iter().copied()))
@@ -52,7 +55,11 @@ fn embedded_defaults() -> anyhow::Result<()> {
             duration: None
         }
     );
-    assert_eq!(options.model, Some(ModelChoice::noop()));
+    assert_eq!(
+        options.models,
+        vec![WeightedModel::new(ModelChoice::noop())]
+    );
+    assert_eq!(options.sessions.share, 0.0);
     let Target::Embedded(fleet) = &options.target else {
         panic!("not embedded: {:?}", options.target);
     };
@@ -139,11 +146,11 @@ fn every_flag_lands_in_its_field() -> anyhow::Result<()> {
         }
     );
     assert_eq!(
-        options.model,
-        Some(ModelChoice {
+        options.models,
+        vec![WeightedModel::new(ModelChoice {
             name: "cost".into(),
             version: "2".into()
-        })
+        })]
     );
     assert_eq!(options.accounts, 9);
     assert_eq!(options.seed, 77);
@@ -183,7 +190,7 @@ fn remote_fleet_with_closed_loop() -> anyhow::Result<()> {
         }
     );
     // No model named: the fleet's first pool decides; no TTL given: that check is skipped.
-    assert_eq!(options.model, None);
+    assert!(options.models.is_empty());
     assert_eq!(options.checks.output_ttl, None);
     assert_eq!(options.checks.janitor_interval, Duration::from_secs(60));
     let Target::Remote { ingest, token } = &options.target else {
@@ -208,6 +215,10 @@ fn wrong_command_lines_are_refused() {
         vec!["--embedded", "--sizes", "8x8"],
         vec!["--embedded", "--duration", "soon"],
         vec!["--embedded", "--arrivals", "bursty"],
+        vec!["--embedded", "--model", "noop=-1"],
+        vec!["--embedded", "--model", "noop=many"],
+        vec!["--embedded", "--model", ""],
+        vec!["--embedded", "--session-share", "some"],
     ];
     for args in refused {
         assert!(parse(&args).is_err(), "{args:?} parsed");
@@ -217,6 +228,31 @@ fn wrong_command_lines_are_refused() {
         vec!["--embedded", "--rate", "0"],
         vec!["--embedded", "--concurrency", "0"],
         vec!["--embedded", "--bad-share", "1.5"],
+        vec!["--embedded", "--session-share", "1.5"],
+        // The session model has no pool among the run's models.
+        vec!["--embedded", "--session-share", "0.2"],
+        vec!["--embedded", "--model", "noop", "--session-share", "0.2"],
+        vec![
+            "--embedded",
+            "--model",
+            "portrait@2",
+            "--session-share",
+            "0.2",
+            "--session-model",
+            "portrait@1",
+        ],
+        // A model twice, or nothing left to submit.
+        vec!["--embedded", "--model", "noop", "--model", "noop@1=3"],
+        vec!["--embedded", "--model", "noop=0"],
+        vec![
+            "--embedded",
+            "--model",
+            "portrait",
+            "--session-share",
+            "0.2",
+            "--session-model",
+            "portrait=2",
+        ],
     ] {
         let cli = parse(&args).expect("parses");
         assert!(cli.options(BTreeMap::new()).is_err(), "{args:?} accepted");
@@ -240,5 +276,97 @@ fn saturation_search_flags() -> anyhow::Result<()> {
         args.extend(clash);
         assert!(parse(&args).is_err(), "{clash:?}");
     }
+    Ok(())
+}
+
+#[test]
+fn a_mix_of_models_and_session_flows() -> anyhow::Result<()> {
+    let cli = parse(&[
+        "--embedded",
+        "--model",
+        "noop",
+        "--model",
+        "portrait=2",
+        "--model",
+        "rife@3.9=0.5",
+        "--model",
+        "beautify=0",
+        "--session-share",
+        "0.25",
+        "--session-model",
+        "beautify",
+        "--model-version",
+        "7",
+    ])?;
+    assert_eq!(
+        cli.model[2],
+        ModelArg {
+            name: "rife".into(),
+            version: Some("3.9".into()),
+            weight: 0.5
+        }
+    );
+    assert_eq!(cli.session_share, 0.25);
+    let options = cli.options(BTreeMap::new())?;
+    let model = |name: &str, version: &str, weight: f64| WeightedModel {
+        model: ModelChoice {
+            name: name.into(),
+            version: version.into(),
+        },
+        weight,
+    };
+    assert_eq!(
+        options.models,
+        vec![
+            model("noop", "7", 1.0),
+            model("portrait", "7", 2.0),
+            model("rife", "3.9", 0.5),
+            model("beautify", "7", 0.0),
+        ]
+    );
+    assert_eq!(options.sessions.share, 0.25);
+    // The session model takes the listed model's version.
+    assert_eq!(
+        options.sessions.model,
+        ModelChoice {
+            name: "beautify".into(),
+            version: "7".into()
+        }
+    );
+    assert_eq!(options.sessions.photos, 2);
+    // A session's adapter goes with its session, not the outputs' TTL: the TTL is the usual one.
+    let Target::Embedded(fleet) = &options.target else {
+        panic!("not embedded");
+    };
+    assert_eq!(fleet.output_ttl, EmbeddedFleet::default().output_ttl);
+
+    // The defaults: no session flows, on `portrait`.
+    let plain = parse(&["--embedded", "--model", "portrait"])?;
+    assert_eq!(
+        (plain.session_share, plain.session_model.as_str()),
+        (0.0, "portrait")
+    );
+    let options = parse(&[
+        "--embedded",
+        "--model",
+        "noop",
+        "--model",
+        "portrait",
+        "--session-share",
+        "1",
+    ])?
+    .options(BTreeMap::new())?;
+    assert_eq!(
+        options.sessions.model,
+        ModelChoice {
+            name: "portrait".into(),
+            version: "1".into()
+        }
+    );
+    // Against a running fleet no model need be named: its pools decide.
+    let remote =
+        parse(&["--ingest", "http://x", "--session-share", "0.5"])?.options(BTreeMap::new())?;
+    assert!(remote.models.is_empty());
+    assert_eq!(remote.sessions.share, 0.5);
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! Load tests against the embedded fleet: the CI run (200 jobs, every invariant must hold and
-//! the numbers must add up) and proof that the checker catches a fleet breaking its promise.
+//! the numbers must add up), a short run mixing video and image models with session flows, and
+//! proof that the checker catches a fleet breaking its promise.
 
 use std::time::Duration;
 
 use clipfleet_loadtest::{
-    Arrivals, EmbeddedFleet, Exit, Load, Options, PhotoSize, Report, Target, render_svg, run,
+    Arrivals, EmbeddedFleet, Exit, Load, ModelChoice, Options, PERSONALIZE, PhotoSize, Report,
+    SESSION_END, Target, WeightedModel, render_svg, run,
 };
 
 fn small_photos() -> Vec<PhotoSize> {
@@ -95,6 +97,113 @@ async fn two_hundred_jobs_keep_every_invariant() -> anyhow::Result<()> {
     let svg = render_svg(&report);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("<path"), "no latency or rate line plotted");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_of_kinds_and_session_flows_keeps_every_invariant() -> anyhow::Result<()> {
+    let mut options = Options::embedded_defaults();
+    // The outputs' TTL stays short (5 s): a session's adapter outlives it (it goes with the
+    // session), so the session's job behind the other portraits still finds it.
+    options.load = Load::Concurrency(4);
+    options.stop.jobs = Some(12);
+    options.mix.sizes = small_photos();
+    options.mix.bad_share = 0.0;
+    let portrait = ModelChoice {
+        name: "portrait".into(),
+        version: "1".into(),
+    };
+    options.models = vec![
+        WeightedModel::new(ModelChoice::noop()),
+        WeightedModel::new(portrait.clone()),
+    ];
+    options.sessions.share = 0.25;
+    options.sessions.model = portrait;
+    let report = run(options).await?;
+    let table = report.table();
+    assert!(report.passed(), "{table}");
+    assert_counts_add_up(&report);
+    let c = &report.counts;
+    let s = &report.sessions;
+    // Seed 1: 2 of the 12 arrivals are session flows, each ending in one job of its own.
+    assert_eq!(s.flows, 2, "{table}");
+    assert_eq!(
+        (s.created, s.trained, s.jobs_succeeded, s.ended, s.completed),
+        (2, 2, 2, 2, 2),
+        "{table}"
+    );
+    assert!(s.failed.is_empty(), "{table}");
+    assert_eq!(s.job_end_to_end.count, 2, "{table}");
+    // At least the adapter of each (the training deletes the photos it took).
+    assert!(s.deleted_objects >= s.flows, "{table}");
+    // 10 submissions, and the 2 session jobs.
+    assert_eq!(c.sent, 12, "{table}");
+    assert_eq!(c.succeeded, c.sent, "{table}");
+
+    let kind = |name: &str| report.kinds.iter().find(|k| k.kind == name);
+    let kinds: Vec<&str> = report.kinds.iter().map(|k| k.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["video", "image", PERSONALIZE, SESSION_END],
+        "{table}"
+    );
+    let (video, image) = (kind("video"), kind("image"));
+    let (Some(video), Some(image)) = (video, image) else {
+        panic!("no video or image row: {table}");
+    };
+    assert!(
+        video.submissions > 0 && image.submissions > s.flows,
+        "{table}"
+    );
+    assert_eq!(video.submissions + image.submissions, c.sent, "{table}");
+    for row in &report.kinds {
+        let name = &row.kind;
+        assert_eq!(row.succeeded, row.submissions, "{name}: {table}");
+        assert!(row.failed.is_empty(), "{name}: {table}");
+        assert_eq!(row.latency.count, row.succeeded, "{name}: {table}");
+        assert!(row.latency.p50_ms > 0.0, "{name}: {table}");
+        assert!(row.latency.p99_ms >= row.latency.p50_ms, "{name}: {table}");
+        assert!(row.succeeded_per_s > 0.0, "{name}: {table}");
+    }
+    for name in [PERSONALIZE, SESSION_END] {
+        assert_eq!(kind(name).map(|k| k.submissions), Some(s.flows), "{table}");
+    }
+    // Every invariant checked, the sessions' included.
+    let names: Vec<&str> = report.invariants.iter().map(|i| i.name).collect();
+    assert_eq!(
+        names,
+        [
+            "terminal",
+            "photo_deleted",
+            "video_served",
+            "video_expired",
+            "training_ended",
+            "session_ended",
+            "adapter_private",
+            "session_closed"
+        ]
+    );
+    for invariant in &report.invariants {
+        assert_eq!(invariant.skipped, None, "{table}");
+        assert!(invariant.checked > 0, "{table}");
+    }
+    let checked = |name: &str| {
+        report
+            .invariants
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.checked)
+    };
+    assert_eq!(checked("session_ended"), Some(s.flows));
+    assert_eq!(checked("adapter_private"), Some(s.flows));
+    assert_eq!(checked("session_closed"), Some(s.flows.min(3)));
+    assert!(table.contains("session end"), "{table}");
+
+    let json = serde_json::to_value(&report)?;
+    assert_eq!(json["sessions"]["flows"], 2);
+    assert_eq!(json["kinds"][2]["kind"], "personalize");
+    assert_eq!(json["counts"]["sent"], c.sent);
+    assert!(render_svg(&report).contains("session end"));
     Ok(())
 }
 

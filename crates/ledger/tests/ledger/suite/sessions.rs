@@ -128,6 +128,25 @@ pub async fn session_lifecycle(f: &Fixture) -> anyhow::Result<()> {
         )
         .await?;
 
+    // The adapter goes with the session, never by the output TTL: no output sweep lists it.
+    let long_after = at(10 * 365 * 24 * 3_600_000);
+    ensure!(
+        !ledger
+            .expired_outputs(long_after, 1000)
+            .await?
+            .iter()
+            .any(|j| j.id == job.id),
+        "the output TTL would take the session's adapter"
+    );
+    ensure!(
+        !ledger
+            .jobs_with_output_due(long_after, long_after, &None, 1000)
+            .await?
+            .iter()
+            .any(|j| j.id == job.id),
+        "the janitor's output rule would take the session's adapter"
+    );
+
     // Objects are marked deleted only once the session ended.
     expect_kind(
         ledger.mark_session_objects_deleted(session.id).await,
