@@ -63,6 +63,17 @@ struct Cli {
     /// Its version.
     #[arg(long, default_value = "1")]
     model_version: String,
+    /// Share of arrivals that are whole personalisation sessions (create, upload, train, a job
+    /// through the adapter, end) on a second pool serving --session-model; the audit then checks
+    /// that nothing of any session is left but its end marker.
+    #[arg(long, default_value_t = 0.0)]
+    session_share: f64,
+    /// The model sessions train and render (name, or name@version).
+    #[arg(long, default_value = "portrait")]
+    session_model: String,
+    /// Workers kept running for the session pool (killed and drained like the others).
+    #[arg(long, default_value_t = 1)]
+    session_workers: usize,
     /// Seed of arrivals, mix and faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -103,6 +114,36 @@ impl Cli {
             "--rate must be positive"
         );
         anyhow::ensure!(self.workers > 0, "--workers must be at least 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.session_share),
+            "--session-share must be within 0..=1"
+        );
+        let sessions = self.session_share > 0.0;
+        anyhow::ensure!(
+            !sessions || self.session_workers > 0,
+            "--session-workers must be at least 1 with a --session-share"
+        );
+        let session_model = match self.session_model.split_once('@') {
+            Some((name, version)) => ModelChoice {
+                name: name.into(),
+                version: version.into(),
+            },
+            None => ModelChoice {
+                name: self.session_model.clone(),
+                version: "1".into(),
+            },
+        };
+        let mut models = vec![WeightedModel::new(ModelChoice {
+            name: self.model.clone(),
+            version: self.model_version.clone(),
+        })];
+        if sessions {
+            // Only session flows submit to it: weight 0.
+            models.push(WeightedModel {
+                model: session_model.clone(),
+                weight: 0.0,
+            });
+        }
         let bin_dir = match &self.bin_dir {
             Some(dir) => dir.clone(),
             None => std::env::current_exe()?
@@ -128,11 +169,12 @@ impl Cli {
                 png_share: self.png_share,
                 bad_share: self.bad_share,
             },
-            models: vec![WeightedModel::new(ModelChoice {
-                name: self.model.clone(),
-                version: self.model_version.clone(),
-            })],
-            sessions: Sessions::default(),
+            models,
+            sessions: Sessions {
+                share: self.session_share,
+                model: session_model.clone(),
+                ..Sessions::default()
+            },
             accounts: 4,
             seed: self.seed,
             checks: Checks {
@@ -157,6 +199,8 @@ impl Cli {
                 orphan_grace: self.orphan_grace,
                 output_ttl: Duration::from_secs(3600),
                 manifest: self.manifest.clone(),
+                session_model: sessions.then(|| (session_model.name, session_model.version)),
+                session_workers: self.session_workers,
             },
             faults,
         })
@@ -169,6 +213,7 @@ impl Cli {
         let mut set = FaultSet::all(self.kill_every);
         set.kill_worker_every = (!self.kill_every.is_zero()).then_some(self.kill_every);
         set.outage = self.outage;
+        set.kill_session_worker = self.session_share > 0.0;
         set
     }
 }

@@ -172,7 +172,7 @@ pub(crate) async fn run(
     let job = use_session(shared, &mut record, &session_id, &mut rng).await;
     let requested = shared.start.elapsed();
     let sent = Instant::now();
-    let answer = shared.client.end_session(&session_id).await;
+    let answer = end_session(shared, &session_id).await;
     let round_trip = sent.elapsed();
     let deleted_objects = match answer {
         Ok(ended) => {
@@ -194,6 +194,39 @@ pub(crate) async fn run(
         deleted_objects,
     });
     (record, job)
+}
+
+/// How long a flow keeps asking to end its session while the fleet cannot answer (a part down:
+/// as the app's backend would, it retries; the DELETE is idempotent).
+const END_RETRY_FOR: Duration = Duration::from_secs(90);
+
+/// `DELETE /v1/sessions/{id}`, retried with backoff while the answer is a transport error or a
+/// retryable code (ingest restarting, the store or the ledger cut off) for up to
+/// [`END_RETRY_FOR`]; the last answer.
+async fn end_session(
+    shared: &Shared,
+    session_id: &str,
+) -> Result<clipfleet_client::EndedSession, ClientError> {
+    let deadline = Instant::now() + END_RETRY_FOR;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let answer = shared.client.end_session(session_id).await;
+        let retryable = match &answer {
+            Ok(_) => false,
+            Err(ClientError::Transport(_)) => true,
+            Err(err @ ClientError::Api { .. }) => err.code().is_retryable(),
+            Err(ClientError::Protocol(_)) => false,
+        };
+        if !retryable || Instant::now() + pause > deadline {
+            return answer;
+        }
+        debug!(
+            pause_ms = pause.as_millis(),
+            "session end not answered: retrying"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(4));
+    }
 }
 
 /// Photos, training and the job of an open session; `None` when a step before the job failed.

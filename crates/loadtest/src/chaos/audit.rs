@@ -23,6 +23,9 @@ pub(crate) struct LedgerJob {
     pub input_deleted: bool,
     /// Whether the ledger records a video stored and not (yet) deleted.
     pub video_live: bool,
+    /// Whether its output is a session's adapter (a `personalize` job): the session
+    /// invariants account for it, not the video ones.
+    pub adapter: bool,
 }
 
 impl LedgerJob {
@@ -64,6 +67,12 @@ pub(crate) struct Holdings {
     pub videos: Vec<StoredObject>,
     /// Every dead letter of the pool.
     pub dead_letters: Vec<DeadLetterRow>,
+    /// Every object under `sessions/`.
+    pub session_objects: Vec<StoredObject>,
+    /// The sessions the load's flows opened, and of those the ones whose end was answered.
+    pub sessions_opened: BTreeSet<String>,
+    /// See `sessions_opened`.
+    pub sessions_ended: BTreeSet<String>,
 }
 
 /// The job id an object key names: its last segment without an extension
@@ -238,7 +247,7 @@ pub(crate) fn audit(
     );
 
     let mut disagree = Vec::new();
-    for job in &holdings.ledger {
+    for job in holdings.ledger.iter().filter(|job| !job.adapter) {
         let stored = videos.contains_key(job.id.as_str());
         if job.status == "succeeded" && job.video_live && !stored {
             disagree.push((
@@ -253,13 +262,14 @@ pub(crate) fn audit(
                 (*id).to_owned(),
                 "video stored for no job of the ledger".to_owned(),
             )),
-            Some(job) if !(job.status == "succeeded" && job.video_live) => disagree.push((
-                job.id.clone(),
-                format!(
-                    "video stored, but the ledger has the job {} with no live video",
-                    job.status
-                ),
-            )),
+            Some(job) if !(job.status == "succeeded" && job.video_live && !job.adapter) => disagree
+                .push((
+                    job.id.clone(),
+                    format!(
+                        "video stored, but the ledger has the job {} with no live video",
+                        job.status
+                    ),
+                )),
             Some(_) => {}
         }
     }
@@ -293,6 +303,61 @@ pub(crate) fn audit(
         unaccounted,
         holdings.dead_letters.len(),
     );
+
+    let unended: Vec<_> = holdings
+        .sessions_opened
+        .difference(&holdings.sessions_ended)
+        .map(|id| {
+            (
+                id.clone(),
+                "a session the load opened never ended".to_owned(),
+            )
+        })
+        .collect();
+    check(
+        "session_ended",
+        "every session the load opened was ended (its DELETE answered)",
+        unended,
+        holdings.sessions_opened.len(),
+    );
+    // `sessions/<account>/<session>/…`: once a session ended, only its `ended` marker may stay
+    // (until no job can still run); a photo or an adapter is a broken promise.
+    let left: Vec<_> = holdings
+        .session_objects
+        .iter()
+        .filter_map(|object| {
+            let mut parts = object.key.splitn(4, '/');
+            let (_, _, session, rest) = (parts.next(), parts.next(), parts.next(), parts.next());
+            let session = session.unwrap_or("-");
+            let ended = holdings.sessions_ended.contains(session);
+            match rest {
+                Some("ended") if ended => None,
+                Some("ended") => Some((
+                    session.to_owned(),
+                    "an end marker of a session no flow ended".to_owned(),
+                )),
+                Some(rest) => Some((
+                    session.to_owned(),
+                    format!(
+                        "{} still stored{}",
+                        rest.split('/').next().unwrap_or(rest),
+                        if ended {
+                            " after the session ended"
+                        } else {
+                            ""
+                        }
+                    ),
+                )),
+                None => Some((session.to_owned(), "an object outside a session".to_owned())),
+            }
+        })
+        .collect();
+    check(
+        "session_objects_gone",
+        "nothing of an ended session is stored but its end marker: no photo, no adapter",
+        left,
+        holdings.session_objects.len(),
+    );
     (results, listed)
 }
 
@@ -311,6 +376,7 @@ mod tests {
             status: status.into(),
             input_deleted: status != "queued",
             video_live,
+            adapter: false,
         }
     }
 
@@ -348,10 +414,20 @@ mod tests {
                 reason: "delivery_limit".into(),
                 deliveries: 5,
             }],
+            // A session ended: only its marker is left.
+            session_objects: vec![object("sessions/acct/s1/ended")],
+            sessions_opened: ["s1"].map(String::from).into(),
+            sessions_ended: ["s1"].map(String::from).into(),
         };
+        let mut holdings = holdings;
+        // Its training: an adapter job, which the video invariants leave to the session's.
+        holdings.ledger.push(LedgerJob {
+            adapter: true,
+            ..job("t", "succeeded", true)
+        });
         let (results, listed) = audit(&holdings, 10);
         assert_eq!(violated(&results), BTreeMap::new(), "{listed:?}");
-        assert_eq!(results.len(), 8);
+        assert_eq!(results.len(), 10);
     }
 
     #[test]
@@ -392,6 +468,14 @@ mod tests {
                     deliveries: 1,
                 },
             ],
+            // s1 ended but kept its adapter; s2 never ended and kept a photo.
+            session_objects: vec![
+                object("sessions/acct/s1/ended"),
+                object("sessions/acct/s1/adapters/portrait"),
+                object("sessions/acct/s2/photos/p1"),
+            ],
+            sessions_opened: ["s1", "s2"].map(String::from).into(),
+            sessions_ended: ["s1"].map(String::from).into(),
         };
         let (results, listed) = audit(&holdings, 10);
         let expected: BTreeMap<&str, u64> = [
@@ -403,6 +487,8 @@ mod tests {
             ("no_orphan_photo", 1),
             ("ledger_store_agree", 2),
             ("dead_letters_accounted", 2),
+            ("session_ended", 1),
+            ("session_objects_gone", 2),
         ]
         .into();
         assert_eq!(violated(&results), expected, "{listed:#?}");
@@ -420,5 +506,7 @@ mod tests {
         assert_eq!(named("photo_gone"), ["kept"]);
         assert_eq!(named("no_orphan_photo"), ["nobody"]);
         assert_eq!(named("ledger_store_agree"), ["gone", "ghost"]);
+        assert_eq!(named("session_ended"), ["s2"]);
+        assert_eq!(named("session_objects_gone"), ["s1", "s2"]);
     }
 }

@@ -21,6 +21,9 @@ pub enum FaultKind {
     KillWorker,
     /// SIGTERM a random worker while it holds jobs (it drains); its replacement starts at once.
     DrainWorker,
+    /// SIGKILL the session pool's worker once it holds a job (a training, or a job through an
+    /// adapter), waiting up to 30 s for one; a replacement starts at once.
+    KillSessionWorker,
     /// SIGKILL ingest; the supervisor starts it again on the same port.
     KillIngest,
     /// Stop RabbitMQ, leave it down this long, start it again.
@@ -46,6 +49,7 @@ impl FaultKind {
         match self {
             FaultKind::KillWorker => "kill_worker",
             FaultKind::DrainWorker => "drain_worker",
+            FaultKind::KillSessionWorker => "kill_session_worker",
             FaultKind::KillIngest => "kill_ingest",
             FaultKind::RestartBroker { .. } => "restart_broker",
             FaultKind::StoreOutage { .. } => "store_outage",
@@ -88,6 +92,8 @@ pub struct FaultSet {
     pub ledger_outage: bool,
     /// Drain one worker once.
     pub drain_worker: bool,
+    /// Kill the session pool's worker once, while it holds a job (only with session flows).
+    pub kill_session_worker: bool,
     /// How long each outage lasts.
     pub outage: Duration,
 }
@@ -102,6 +108,7 @@ impl FaultSet {
             store_outage: true,
             ledger_outage: true,
             drain_worker: true,
+            kill_session_worker: false,
             outage: Duration::from_secs(5),
         }
     }
@@ -115,6 +122,7 @@ impl FaultSet {
             store_outage: false,
             ledger_outage: false,
             drain_worker: false,
+            kill_session_worker: false,
             outage: Duration::from_secs(5),
         }
     }
@@ -122,7 +130,8 @@ impl FaultSet {
 
 /// The schedule over a load of `length`: worker kills every `kill_worker_every` from then on
 /// (jittered ±25 % by the seed), the one-off faults spread over the run (ingest at 20 %, the
-/// broker at 35 %, the store at 55 %, the ledger at 70 %, the drain at 85 %), so each one's
+/// broker at 35 %, the session worker at 45 %, the store at 55 %, the ledger at 70 %, the drain
+/// at 85 %), so each one's
 /// effect shows apart on the timeline while kills go on around them.
 pub fn schedule(set: &FaultSet, length: Duration, seed: u64) -> Vec<Fault> {
     let mut rng = SplitMix64::new(seed ^ 0xC4A0_5EED);
@@ -151,6 +160,7 @@ pub fn schedule(set: &FaultSet, length: Duration, seed: u64) -> Vec<Fault> {
                 down_s: (5.0 + rng.unit() * 3.0).round(),
             },
         ),
+        (set.kill_session_worker, 0.45, FaultKind::KillSessionWorker),
         (
             set.store_outage,
             0.55,
@@ -240,6 +250,19 @@ async fn carry_out(fleet: &Arc<ProcessFleet>, kind: FaultKind, pick: u64) -> (St
             Some(name) => (format!("SIGKILL {name}; replacement started"), true),
             None => ("no serving worker to kill".into(), false),
         },
+        FaultKind::KillSessionWorker => {
+            match fleet.kill_session_worker(Duration::from_secs(30)).await {
+                Some((name, busy, after)) => (
+                    format!(
+                        "SIGKILL {name} {} {:.1} s later; replacement started",
+                        if busy { "holding a job" } else { "idle" },
+                        after.as_secs_f64()
+                    ),
+                    true,
+                ),
+                None => ("no session worker to kill".into(), false),
+            }
+        }
         FaultKind::KillIngest => match fleet.kill(Role::Ingest, pick) {
             Some(name) => (format!("SIGKILL {name}; restarted on its port"), true),
             None => ("ingest was not running".into(), false),
@@ -323,5 +346,13 @@ mod tests {
             faults
         );
         assert!(schedule(&FaultSet::none(), Duration::from_secs(60), 7).is_empty());
+        let with_sessions = FaultSet {
+            kill_session_worker: true,
+            ..FaultSet::none()
+        };
+        let faults = schedule(&with_sessions, Duration::from_secs(60), 7);
+        assert_eq!(faults.len(), 1);
+        assert_eq!(faults[0].kind.name(), "kill_session_worker");
+        assert!((faults[0].at_s - 27.0).abs() < 1e-9, "{faults:?}");
     }
 }

@@ -118,7 +118,19 @@ pub struct FleetSpec {
     pub output_ttl: Duration,
     /// `--manifest` for the workers; `None`: their default.
     pub manifest: Option<PathBuf>,
+    /// The model (name, version) of a second pool, [`SESSION_POOL`], that serves session flows
+    /// (trainings and the jobs through their adapters); `None`: no such pool.
+    pub session_model: Option<(String, String)>,
+    /// Workers kept running for the session pool (when there is one).
+    pub session_workers: usize,
 }
+
+/// The pool of the session model, when the campaign runs session flows.
+pub const SESSION_POOL: &str = "sessions";
+
+/// The name prefix of the session pool's workers (the supervisor replaces a worker by one of
+/// the same pool).
+const SESSION_WORKER: &str = "session-worker-";
 
 /// The running fleet and its services.
 pub struct ProcessFleet {
@@ -228,6 +240,11 @@ impl ProcessFleet {
             for _ in 0..fleet.spec.workers {
                 fleet.spawn_worker(&mut state)?;
             }
+            if fleet.spec.session_model.is_some() {
+                for _ in 0..fleet.spec.session_workers {
+                    fleet.spawn_worker_like(&mut state, SESSION_WORKER)?;
+                }
+            }
         }
         fleet.wait_ready(Duration::from_secs(120)).await?;
         info!(ingest = %fleet.ingest_url(), workers = fleet.spec.workers, "process fleet up");
@@ -311,8 +328,12 @@ impl ProcessFleet {
     }
 
     fn spawn_worker(&self, state: &mut State) -> anyhow::Result<()> {
-        state.next_worker += 1;
-        let name = format!("worker-{}", state.next_worker);
+        self.spawn_worker_like(state, "worker-")
+    }
+
+    /// Starts a worker of the pool whose workers' names start with `prefix`.
+    fn spawn_worker_like(&self, state: &mut State, prefix: &str) -> anyhow::Result<()> {
+        let name = next_worker_name(state, prefix);
         self.spawn(state, Role::Worker, name)
     }
 
@@ -338,6 +359,9 @@ impl ProcessFleet {
                     .args(["--listen", &ops.to_string()])
                     .args(["--slots", &self.spec.slots.to_string()])
                     .args(["--log-format", "json"]);
+                if name.starts_with(SESSION_WORKER) {
+                    c.args(["--pool", SESSION_POOL]);
+                }
                 if let Some(manifest) = &self.spec.manifest {
                     c.arg("--manifest").arg(manifest);
                 }
@@ -443,10 +467,7 @@ impl ProcessFleet {
                     Instant::now()
                 };
                 let name = match process.role {
-                    Role::Worker => {
-                        state.next_worker += 1;
-                        format!("worker-{}", state.next_worker)
-                    }
+                    Role::Worker => next_worker_name(&mut state, worker_prefix(&process.name)),
                     _ => process.name,
                 };
                 state.hold.insert((process.role, name), due);
@@ -479,6 +500,59 @@ impl ProcessFleet {
         Some(process.name.clone())
     }
 
+    /// SIGKILLs a worker of the session pool once its `/metrics` show a job in flight (a
+    /// training, or a job through an adapter), or after `wait` regardless; the supervisor
+    /// replaces it. Whichever session worker serves is watched (another fault may kill one
+    /// meanwhile). Its name, whether it held a job and how long it was watched; `None` when
+    /// none served all along.
+    pub async fn kill_session_worker(&self, wait: Duration) -> Option<(String, bool, Duration)> {
+        let http = reqwest::Client::new();
+        let watched = Instant::now();
+        let deadline = watched + wait;
+        loop {
+            let serving = self
+                .lock()
+                .processes
+                .iter()
+                .find(|p| p.name.starts_with(SESSION_WORKER) && p.fate == Fate::Serve)
+                .map(|p| (p.name.clone(), p.ops));
+            let late = Instant::now() >= deadline;
+            if let Some((name, ops)) = serving {
+                let metrics = match http.get(format!("http://{ops}/metrics")).send().await {
+                    Ok(answer) => answer.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                let busy = metrics.lines().any(|line| {
+                    line.contains("jobs_in_flight")
+                        && !line.starts_with('#')
+                        && line
+                            .rsplit(' ')
+                            .next()
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .is_some_and(|v| v > 0.0)
+                });
+                if busy || late {
+                    let mut state = self.lock();
+                    if let Some(process) = state
+                        .processes
+                        .iter_mut()
+                        .find(|p| p.name == name && p.fate == Fate::Serve)
+                    {
+                        process.fate = Fate::Killed;
+                        if let Err(err) = process.child.start_kill() {
+                            warn!(error = %err, "kill failed");
+                        }
+                        return Some((name, busy, watched.elapsed()));
+                    }
+                }
+            } else if Instant::now() >= deadline + Duration::from_secs(20) {
+                // None served even after a restart's time past the wait.
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGTERMs (drain) a worker `pick` chooses and starts its replacement at once; the names.
     pub fn drain_worker(&self, pick: u64) -> Option<(String, String)> {
         let mut state = self.lock();
@@ -488,7 +562,8 @@ impl ProcessFleet {
         if let Some(pid) = process.child.id() {
             signal(pid, "TERM");
         }
-        self.spawn_worker(&mut state).ok()?;
+        self.spawn_worker_like(&mut state, worker_prefix(&name))
+            .ok()?;
         let replacement = state.processes.last().map(|p| p.name.clone())?;
         Some((name, replacement))
     }
@@ -610,6 +685,21 @@ impl ProcessFleet {
 }
 
 /// The `pick`-th (modulo) process of `role` that serves.
+/// A fresh worker name of the pool `prefix` names (`worker-7`, `session-worker-8`).
+fn next_worker_name(state: &mut State, prefix: &str) -> String {
+    state.next_worker += 1;
+    format!("{prefix}{}", state.next_worker)
+}
+
+/// The name prefix of a worker's pool.
+fn worker_prefix(name: &str) -> &'static str {
+    if name.starts_with(SESSION_WORKER) {
+        SESSION_WORKER
+    } else {
+        "worker-"
+    }
+}
+
 fn choose(processes: &mut [Process], role: Role, pick: u64) -> Option<&mut Process> {
     let serving: Vec<usize> = processes
         .iter()
@@ -704,6 +794,16 @@ fn config_text(spec: &FleetSpec, broker: &str, bucket: &str, ledger: &str, token
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let pool = |name: &str, model: &str, version: &str| {
+        format!(
+            "[[pools]]\nname = \"{name}\"\nmodel = \"{model}\"\nmodel_version = \"{version}\"\n\
+             max_backlog = 100000\njob_deadline = \"10m\"\nmax_deliveries = 5\n"
+        )
+    };
+    let mut pools = pool("default", &spec.model, &spec.model_version);
+    if let Some((model, version)) = &spec.session_model {
+        pools.push_str(&pool(SESSION_POOL, model, version));
+    }
     let keyring = spec.run_dir.join("keyring.toml");
     let duration = |d: Duration| humantime::format_duration(d).to_string();
     format!(
@@ -731,19 +831,10 @@ session_ttl = "24h"
 [[ingest.tokens]]
 name = "chaos"
 sha256 = "{digest}"
-[[pools]]
-name = "default"
-model = "{model}"
-model_version = "{version}"
-max_backlog = 100000
-job_deadline = "10m"
-max_deliveries = 5
-"#,
+{pools}"#,
         keyring = keyring.display(),
         ttl = duration(spec.output_ttl),
         orphan = duration(spec.orphan_grace),
-        model = spec.model,
-        version = spec.model_version,
     )
 }
 

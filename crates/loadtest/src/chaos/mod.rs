@@ -90,6 +90,8 @@ pub struct HoldingCounts {
     pub photos: usize,
     /// Objects under `outputs/`.
     pub videos: usize,
+    /// Objects under `sessions/` (end markers, if the promises held).
+    pub session_objects: usize,
 }
 
 /// Runs one campaign: starts the fleet, drives the load while the faults happen, lets the
@@ -163,6 +165,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
             ledger_jobs: holdings.ledger.len(),
             photos: holdings.photos.len(),
             videos: holdings.videos.len(),
+            session_objects: holdings.session_objects.len(),
         },
         dead_letters: holdings.dead_letters,
         audit,
@@ -230,7 +233,7 @@ async fn campaign(
         }
     }
     let report = crate::check_and_report(load, &base, &driven).await;
-    let holdings = gather(fleet, &options.fleet, &driven.records).await?;
+    let holdings = gather(fleet, &options.fleet, &driven).await?;
     let exits = fleet
         .exits()
         .into_iter()
@@ -258,9 +261,10 @@ async fn campaign(
 async fn gather(
     fleet: &ProcessFleet,
     spec: &FleetSpec,
-    records: &[crate::drive::JobRecord],
+    driven: &crate::Driven,
 ) -> anyhow::Result<audit::Holdings> {
-    let accepted: BTreeSet<String> = records
+    let accepted: BTreeSet<String> = driven
+        .records
         .iter()
         .filter_map(|record| match &record.outcome {
             Outcome::Accepted { job_id, .. } => Some(job_id.clone()),
@@ -281,6 +285,7 @@ async fn gather(
             status: job.status.as_str().to_owned(),
             input_deleted: job.input_deleted_at.is_some(),
             video_live: job.output_key.is_some() && job.output_deleted_at.is_none(),
+            adapter: job.kind.as_deref() == Some(clipfleet_ledger::PERSONALIZE_KIND),
         }));
     }
     ledger.close().await;
@@ -304,13 +309,29 @@ async fn gather(
     };
     let photos = listed("inputs/").await.context("list the photos")?;
     let videos = listed("outputs/").await.context("list the videos")?;
+    let session_objects = listed("sessions/")
+        .await
+        .context("list the sessions' objects")?;
     let dead_letters = dead_letters(spec, fleet).await?;
+    let opened = driven.sessions.iter().filter_map(|s| s.session_id.clone());
+    let ended = driven
+        .sessions
+        .iter()
+        .filter(|s| {
+            s.end
+                .as_ref()
+                .is_some_and(|end| end.deleted_objects.is_some())
+        })
+        .filter_map(|s| s.session_id.clone());
     Ok(audit::Holdings {
         accepted,
         ledger: jobs,
         photos,
         videos,
         dead_letters,
+        session_objects,
+        sessions_opened: opened.collect(),
+        sessions_ended: ended.collect(),
     })
 }
 
@@ -319,26 +340,35 @@ async fn dead_letters(
     spec: &FleetSpec,
     fleet: &ProcessFleet,
 ) -> anyhow::Result<Vec<DeadLetterRow>> {
-    let out = tokio::process::Command::new(spec.bin_dir.join("clipctl"))
-        .arg("--config")
-        .arg(fleet.config())
-        .args(["--output", "json", "dlq", "list", "--limit", "100000"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .context("run clipctl dlq list")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "clipctl dlq list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    #[derive(serde::Deserialize)]
-    struct Listing {
-        dead_letters: Vec<DeadLetterRow>,
+    let mut pools = vec!["default"];
+    if spec.session_model.is_some() {
+        pools.push(fleet::SESSION_POOL);
     }
-    let listing: Listing =
-        serde_json::from_slice(&out.stdout).context("read clipctl dlq list's JSON")?;
-    Ok(listing.dead_letters)
+    let mut letters = Vec::new();
+    for pool in pools {
+        let out = tokio::process::Command::new(spec.bin_dir.join("clipctl"))
+            .arg("--config")
+            .arg(fleet.config())
+            .args(["--output", "json", "dlq", "list", "--limit", "100000"])
+            .args(["--pool", pool])
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .context("run clipctl dlq list")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "clipctl dlq list: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        #[derive(serde::Deserialize)]
+        struct Listing {
+            dead_letters: Vec<DeadLetterRow>,
+        }
+        let listing: Listing =
+            serde_json::from_slice(&out.stdout).context("read clipctl dlq list's JSON")?;
+        letters.extend(listing.dead_letters);
+    }
+    Ok(letters)
 }
 
 /// How long the load takes to submit (what the schedule spreads the faults over).
@@ -425,10 +455,11 @@ impl ChaosReport {
         let _ = writeln!(out, "  peak RSS of one process: {}", rss.join(", "));
         let _ = writeln!(
             out,
-            "  held at the end: {} ledger jobs, {} photos, {} videos, {} dead letters",
+            "  held at the end: {} ledger jobs, {} photos, {} videos, {} session objects (end markers), {} dead letters",
             self.holdings.ledger_jobs,
             self.holdings.photos,
             self.holdings.videos,
+            self.holdings.session_objects,
             self.dead_letters.len()
         );
         for letter in &self.dead_letters {
