@@ -158,10 +158,9 @@ fn personalize(runtime: &tokio::runtime::Runtime, rounds: usize) {
     let side = spec.train_size;
     // Crops around the face at a few framings, as a session's photos of one person.
     let crop = |i: usize| {
-        let x = 480.0 + (i % 4) as f64 * 30.0;
-        let y = 20.0 + (i / 4) as f64 * 15.0;
-        let (fitted, _) =
-            clipfleet_media::fit_around(&image, side, side, (x + 150.0, y + 150.0)).expect("fit");
+        // The square crop is the photo's full height, so only the centre's x tells two apart.
+        let x = 560.0 + i as f64 * 16.0;
+        let (fitted, _) = clipfleet_media::fit_around(&image, side, side, (x, 256.0)).expect("fit");
         RgbFrame::new(fitted.width, fitted.height, fitted.data).expect("frame")
     };
     println!(

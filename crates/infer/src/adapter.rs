@@ -38,6 +38,8 @@ const FORMAT: &str = "clipfleet-adapter-v1";
 const MAX_ADAPTER_BYTES: usize = 1 << 20;
 /// Largest header read.
 const MAX_HEADER_BYTES: u64 = 64 << 10;
+/// Photos per gradient step (a session of more is trained on them in turn).
+const STEP_PHOTOS: i64 = 4;
 /// Adam's moment decay rates and epsilon (PyTorch's defaults).
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
@@ -400,7 +402,8 @@ fn loss(out: &Tensor, base: &Tensor, photos: &Tensor, kernel: i64) -> Result<Ten
 /// Trains the adapter `spec` describes for `scope` on `photos` (`float32[N, 3, S, S]` in
 /// [0, 1], the session's photos fitted to the spec's `train_size`) whose rendering by the frozen
 /// base model is `base` (the same shape): `spec.steps` Adam steps from the untrained adapter
-/// drawn from `seed`, on the device the tensors are on.
+/// drawn from `seed`, each on at most four of the photos in turn, on the device the tensors
+/// are on. The report's losses are over every photo, before and after.
 pub fn train(
     spec: &AdapterSpec,
     scope: AdapterScope,
@@ -436,11 +439,39 @@ pub fn train(
         })
         .collect::<Result<_, InferError>>()?;
     let lr = spec.learning_rate.0;
-    let mut loss_first = f64::NAN;
-    let mut loss_last = f64::NAN;
+    // The loss over every photo, untrained and trained (what the report compares).
+    let full_loss = |params: &BTreeMap<&'static str, Tensor>| {
+        tch::no_grad(|| {
+            let out = forward(params, adapter.hidden, base)?;
+            loss(&out, base, photos, kernel)?
+                .f_double_value(&[])
+                .map_err(tensor_error("loss value"))
+        })
+    };
+    let loss_first = full_loss(&params)?;
+    // Each step sees at most STEP_PHOTOS photos, in turn: the cost of a step stays that of a
+    // small batch however many photos the session holds.
+    let count = size[0];
+    let per_step = count.min(STEP_PHOTOS);
     for step in 1..=spec.steps {
-        let out = forward(&params, adapter.hidden, base)?;
-        let loss = loss(&out, base, photos, kernel)?;
+        let (step_photos, step_base) = if per_step == count {
+            (photos.shallow_clone(), base.shallow_clone())
+        } else {
+            let first = (i64::from(step) - 1) * per_step;
+            let picked: Vec<i64> = (0..per_step).map(|j| (first + j) % count).collect();
+            let index = Tensor::from_slice(&picked)
+                .f_to_device(device)
+                .map_err(tensor_error("batch"))?;
+            (
+                photos
+                    .f_index_select(0, &index)
+                    .map_err(tensor_error("batch"))?,
+                base.f_index_select(0, &index)
+                    .map_err(tensor_error("batch"))?,
+            )
+        };
+        let out = forward(&params, adapter.hidden, &step_base)?;
+        let loss = loss(&out, &step_base, &step_photos, kernel)?;
         let value = loss
             .f_double_value(&[])
             .map_err(tensor_error("loss value"))?;
@@ -449,9 +480,6 @@ pub fn train(
                 InferErrorKind::ModelError,
                 format!("training diverged at step {step}"),
             ));
-        }
-        if step == 1 {
-            loss_first = value;
         }
         loss.f_backward().map_err(tensor_error("backward"))?;
         let bias1 = 1.0 - BETA1.powi(step as i32);
@@ -480,14 +508,8 @@ pub fn train(
             }
             Ok(())
         })?;
-        loss_last = value;
     }
-    // The loss of the final weights.
-    let out = tch::no_grad(|| forward(&params, adapter.hidden, base))?;
-    loss_last = tch::no_grad(|| loss(&out, base, photos, kernel))?
-        .f_double_value(&[])
-        .map_err(tensor_error("loss value"))
-        .unwrap_or(loss_last);
+    let loss_last = full_loss(&params)?;
     for (name, param) in &params {
         let flat = param
             .f_detach()
