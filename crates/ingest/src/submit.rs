@@ -394,18 +394,7 @@ async fn check_params(
             motion => motion,
         },
     };
-    let priority = match params.priority.as_deref() {
-        None => Priority::Free,
-        Some(text) => match Priority::parse(text) {
-            Priority::Unknown => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidParams,
-                    format!("priority {text:?} is not free or paid"),
-                ));
-            }
-            priority => priority,
-        },
-    };
+    let priority = parse_priority(params.priority.as_deref())?;
     let (pool, spec) = choose_pool(state, &params)?;
     let aspect = match params.aspect.as_deref() {
         None => Aspect::Auto,
@@ -734,5 +723,20 @@ pub(crate) async fn publish(
 pub(crate) async fn remove_photo(state: &AppState, key: &ObjectKey) {
     if let Err(err) = state.deps.store.delete(key).await {
         tracing::warn!(error = %err, "could not delete a rolled-back photo; the janitor will");
+    }
+}
+
+/// A request's `priority`: `free` when absent, `invalid_params` when neither `free` nor `paid`.
+pub(crate) fn parse_priority(text: Option<&str>) -> Result<Priority, ApiError> {
+    match text.map(Priority::parse) {
+        None => Ok(Priority::Free),
+        Some(Priority::Unknown) => Err(ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "priority {:?} is not free or paid",
+                text.unwrap_or_default()
+            ),
+        )),
+        Some(priority) => Ok(priority),
     }
 }

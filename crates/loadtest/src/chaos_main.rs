@@ -199,7 +199,7 @@ impl Cli {
                 orphan_grace: self.orphan_grace,
                 output_ttl: Duration::from_secs(3600),
                 manifest: self.manifest.clone(),
-                session_model: sessions.then(|| (session_model.name, session_model.version)),
+                session_model: sessions.then_some((session_model.name, session_model.version)),
                 session_workers: self.session_workers,
             },
             faults,

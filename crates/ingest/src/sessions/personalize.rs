@@ -94,18 +94,7 @@ pub(crate) async fn personalize(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let input: PersonalizeRequest = json_body(&body)?;
-    let priority = match input.priority.as_deref() {
-        None => Priority::Free,
-        Some(text) => match Priority::parse(text) {
-            Priority::Unknown => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidParams,
-                    format!("priority {text:?} is not free or paid"),
-                ));
-            }
-            priority => priority,
-        },
-    };
+    let priority = crate::submit::parse_priority(input.priority.as_deref())?;
     let session = load(&state, &id).await?;
     require_open(&session)?;
     let (pool, spec) = adapter_model(
