@@ -167,16 +167,18 @@ async fn a_session_leaves_only_what_the_policy_allows(fleet: &Fleet) -> anyhow::
             .upload_session_photo(&session.session_id, Bytes::from(photo.clone()))
             .await?;
     }
-    // Not trained yet: a job of the session is refused.
-    let early = client
-        .submit_in_session(
+    // A portrait of the session, as the app's backend submits it.
+    let submit_in_session = |photo: Vec<u8>| {
+        client.submit_in_session(
             &account,
             &session.session_id,
-            Bytes::from(portrait.clone()),
+            Bytes::from(photo),
             json!({ "model": "portrait" }),
             None,
         )
-        .await;
+    };
+    // Not trained yet: a job of the session is refused.
+    let early = submit_in_session(portrait.clone()).await;
     anyhow::ensure!(
         early.as_ref().err().map(|e| e.code()) == Some(clipfleet_proto::ErrorCode::SessionNotReady),
         "a job before the adapter: {early:?}"
@@ -192,15 +194,7 @@ async fn a_session_leaves_only_what_the_policy_allows(fleet: &Fleet) -> anyhow::
 
     let mut outputs = BTreeSet::new();
     for photo in [portrait.clone(), jpeg(320, 240, 33)?] {
-        let job = client
-            .submit_in_session(
-                &account,
-                &session.session_id,
-                Bytes::from(photo),
-                json!({ "model": "portrait" }),
-                None,
-            )
-            .await?;
+        let job = submit_in_session(photo).await?;
         let finished = done(&client, &job.job_id).await?;
         anyhow::ensure!(finished.status == "succeeded", "portrait: {finished:?}");
         let still = client.output(&job.job_id).await?;
@@ -214,15 +208,7 @@ async fn a_session_leaves_only_what_the_policy_allows(fleet: &Fleet) -> anyhow::
     anyhow::ensure!(ended.deleted_objects >= 1, "{ended:?}");
     let again = client.end_session(&session.session_id).await?;
     anyhow::ensure!(again.deleted_objects == 0, "{again:?}");
-    let after = client
-        .submit_in_session(
-            &account,
-            &session.session_id,
-            Bytes::from(portrait.clone()),
-            json!({ "model": "portrait" }),
-            None,
-        )
-        .await;
+    let after = submit_in_session(portrait.clone()).await;
     anyhow::ensure!(
         after.as_ref().err().map(|e| e.code()) == Some(clipfleet_proto::ErrorCode::SessionEnded),
         "a job after the session: {after:?}"
