@@ -12,6 +12,11 @@
 //! - `disk`: a sealed file store under the system temp dir: adds the filesystem's cost of two
 //!   fsyncs and a rename per photo (on this machine's ext4 that, not ingest, is the limit).
 //!
+//! On the real services it first measures the store's own ceiling: sealed puts of the same photo
+//! straight to the S3 emulator through the store's S3 backend, `CONCURRENCY` at once
+//! (`CLIPFLEET_BENCH_STORE_PUTS`, default 2000) — ingest can go no faster than that — and prints
+//! ingest's rate as a share of it.
+//!
 //! It runs the real binary (build it first: `cargo build --release -p clipfleet-ingest`) as a
 //! process of its own, so the RSS is ingest's alone, and cleans up what the run stored.
 //!
@@ -51,11 +56,14 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let mut ceiling = None;
     if real {
         runtime.block_on(prepare_real())?;
+        let puts = env_usize("CLIPFLEET_BENCH_STORE_PUTS", 2000);
+        ceiling = Some(runtime.block_on(store_ceiling(&photo, puts))?);
     }
     let (mut child, addr) = spawn_ingest(real, (store != "memory").then_some(dir.path()))?;
-    let result = runtime.block_on(load(&addr, photo, jobs, child.id()));
+    let result = runtime.block_on(load(&addr, photo, jobs, child.id(), ceiling));
     let _ = child.kill();
     let _ = child.wait();
     if real {
@@ -147,6 +155,40 @@ async fn prepare_real() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sealed puts of `photo` straight to the bench bucket through the store's S3 backend,
+/// `CONCURRENCY` at once, `puts` in all: the store's ceiling, puts/s (the objects are deleted).
+async fn store_ceiling(photo: &[u8], puts: usize) -> anyhow::Result<f64> {
+    let store = clipfleet_store::open_sealed(&format!("s3://{BENCH_BUCKET}"), "ephemeral").await?;
+    let photo = bytes::Bytes::copy_from_slice(photo);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (store, photo, next) = (store.clone(), photo.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= puts {
+                    return anyhow::Ok(());
+                }
+                let key = clipfleet_store::ObjectKey::new(format!("ceiling/{n}"))?;
+                store
+                    .put(&key, clipfleet_store::body_from_bytes(photo.clone()))
+                    .await?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let rate = puts as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "store ceiling: {puts} sealed puts of {} bytes to the S3 emulator, {CONCURRENCY} at once: {rate:.0} puts/s",
+        photo.len()
+    );
+    Ok(rate)
+}
+
 /// Deletes the run's photos and its queued jobs.
 async fn cleanup_real() -> anyhow::Result<()> {
     let store = clipfleet_store::open(&format!("s3://{BENCH_BUCKET}")).await?;
@@ -176,7 +218,13 @@ async fn cleanup_real() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn load(addr: &str, photo: Vec<u8>, jobs: usize, pid: u32) -> anyhow::Result<()> {
+async fn load(
+    addr: &str,
+    photo: Vec<u8>,
+    jobs: usize,
+    pid: u32,
+    ceiling: Option<f64>,
+) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()?;
@@ -258,6 +306,12 @@ async fn load(addr: &str, photo: Vec<u8>, jobs: usize, pid: u32) -> anyhow::Resu
         pct(0.5).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );
+    if let Some(ceiling) = ceiling {
+        println!(
+            "ingest at {:.0} % of the store's ceiling ({ceiling:.0} puts/s)",
+            100.0 * latencies.len() as f64 / elapsed.as_secs_f64() / ceiling
+        );
+    }
     println!(
         "ingest peak RSS {:.1} MiB (sampled every 20 ms; VmHWM {:.1} MiB)",
         peak_rss.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
