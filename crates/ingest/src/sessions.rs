@@ -53,7 +53,7 @@ use crate::submit::{check_account, multipart_error, probe_photo, read_photo, rem
 /// Largest JSON body of a session call.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateSession {
     account_id: String,
@@ -158,9 +158,7 @@ pub(crate) async fn create(
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let input: CreateSession = serde_json::from_slice(&body).map_err(|err| {
-        ApiError::bad_request(format!("the body is not valid JSON for this call: {err}"))
-    })?;
+    let input: CreateSession = json_body(&body)?;
     let account = AccountId::new(input.account_id)
         .map_err(|err| ApiError::new(ErrorCode::InvalidParams, format!("account_id: {err}")))?;
     check_account(&state, &account).await?;

@@ -4,7 +4,7 @@
 
 use clipfleet_broker::{Delivery, Nack};
 use clipfleet_media::MediaError;
-use clipfleet_proto::{ErrorCode, EventKind, GenerateJob, JobKind};
+use clipfleet_proto::{ErrorCode, EventKind, GenerateJob};
 use clipfleet_store::{StoreError, StoreErrorKind};
 use tracing::{Instrument, info_span, warn};
 
@@ -52,21 +52,10 @@ pub(crate) async fn fail(
     warn!(job_id = %job.job_id, %code, message, "job failed");
     let deleted = match shared.objects.for_job(job) {
         Ok(objects) => {
-            // A failed training leaves no adapter (one written as its session ended).
-            let adapter_gone = if job.kind == JobKind::Personalize {
-                objects.delete_output().await
-            } else {
-                Ok(())
-            };
-            match adapter_gone {
-                Ok(()) => {
-                    objects
-                        .delete_photo()
-                        .instrument(info_span!("delete photo"))
-                        .await
-                }
-                Err(err) => Err(err),
-            }
+            objects
+                .delete_after_failure()
+                .instrument(info_span!("delete photo"))
+                .await
         }
         // No object of the job can be named (never for a job that decoded): none to delete.
         Err(_) => Ok(()),

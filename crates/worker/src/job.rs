@@ -236,7 +236,9 @@ async fn run(shared: &Shared, delivery: &Delivery, job: &GenerateJob) -> Result<
     }
     // A job of a session runs through the session's adapter of its model.
     let adapter = match &job.session {
-        Some(_) => Some(Arc::new(session_adapter(job, &objects, spec).await?)),
+        Some(session) => Some(Arc::new(
+            session_adapter(job, session, &objects, spec).await?,
+        )),
         None => None,
     };
 
@@ -379,15 +381,10 @@ fn adapter_scope(job: &GenerateJob, session: &SessionRef) -> AdapterScope {
 /// model's: none trained yet is `session_not_ready`, another scope `adapter_mismatch`.
 async fn session_adapter(
     job: &GenerateJob,
+    session: &SessionRef,
     objects: &JobObjects,
     spec: &ModelSpec,
 ) -> Result<Adapter, JobError> {
-    let session = job.session.as_ref().ok_or_else(|| {
-        JobError::Terminal(
-            ErrorCode::Internal,
-            "a session job without its session".into(),
-        )
-    })?;
     if spec.adapter.is_none() {
         return Err(JobError::Terminal(
             ErrorCode::InvalidParams,

@@ -62,6 +62,7 @@ impl StoreAccess {
         };
         Ok(JobObjects {
             store: self.0.clone(),
+            training: job.kind == JobKind::Personalize,
             inputs,
             output,
             tombstone: ObjectKey::tombstone(account),
@@ -73,6 +74,8 @@ impl StoreAccess {
 /// One job's objects.
 pub(crate) struct JobObjects {
     store: Arc<dyn ObjectStore>,
+    /// A `personalize` job: its output is the session's adapter.
+    training: bool,
     /// Its photo; a `personalize` job's: the session's photos it trains on.
     inputs: Vec<ObjectKey>,
     /// Its video or image; a `personalize` job's: the session's adapter.
@@ -160,6 +163,15 @@ impl JobObjects {
     /// adapter (idempotent).
     pub(crate) async fn delete_output(&self) -> Result<(), StoreError> {
         self.store.delete(&self.output).await
+    }
+
+    /// What a failed job leaves deleted: its photo(s), and a training's adapter (one written as
+    /// its session ended). Idempotent.
+    pub(crate) async fn delete_after_failure(&self) -> Result<(), StoreError> {
+        if self.training {
+            self.delete_output().await?;
+        }
+        self.delete_photo().await
     }
 
     /// Deletes the photo, or a `personalize` job's photos (idempotent).
