@@ -39,6 +39,7 @@ use clipfleet_broker::{
     Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
 };
 use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
+use clipfleet_proto::JobId;
 use clipfleet_proto::{
     AccountId, EventBatch, EventKind, Motion, PoolName, Timestamp, WorkerId, decode,
 };
@@ -48,6 +49,12 @@ use clipfleet_store::{
 };
 use clipfleet_worker::{WorkerConfig, WorkerDeps, default_encoder, job_for_photo, run, submit};
 use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 /// A store whose every call takes `delay` longer: slow object storage.
 #[derive(Debug)]
@@ -294,6 +301,117 @@ async fn through_worker(
     }
 }
 
+/// A persistent message to `queue` through the default exchange; its confirm to await.
+async fn publish(channel: &lapin::Channel, queue: &str, body: &[u8]) -> lapin::PublisherConfirm {
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+}
+
+/// The broker work of a dispatch run done by hand on lapin, with nothing else: `jobs` messages
+/// of a job's size queued on a quorum queue first (not timed, as the fleet's jobs), then
+/// consumed with the worker's prefetch and acked one by one, one confirmed message published
+/// to a second quorum queue per `jobs_per_event` deliveries (the fleet's event batches) and
+/// consumed and acked there, as the bench's event reader does. Its rate is what RabbitMQ and
+/// lapin allow this pattern on this machine: the fleet's dispatch is measured against it.
+async fn raw_dispatch(
+    url: &str,
+    jobs: usize,
+    body_len: usize,
+    prefetch: u16,
+    jobs_per_event: usize,
+) -> f64 {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let publisher = conn.create_channel().await.expect("channel");
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let unique = JobId::generate().to_string().to_ascii_lowercase();
+    let (jobs_queue, events_queue) = (
+        format!("bench-raw-jobs-{unique}"),
+        format!("bench-raw-events-{unique}"),
+    );
+    for queue in [&jobs_queue, &events_queue] {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        publisher
+            .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
+            .await
+            .expect("declare");
+    }
+
+    let body = vec![0x5a; body_len];
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(256) {
+        let mut confirms = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            confirms.push(publish(&publisher, &jobs_queue, &body).await);
+        }
+        for confirm in confirms {
+            assert!(confirm.await.expect("confirm").is_ack(), "nacked");
+        }
+    }
+    let consume = async |queue: &str, prefetch: u16| {
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .expect("qos");
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        (channel, consumer)
+    };
+    let events = jobs.div_ceil(jobs_per_event.max(1));
+    let started = Instant::now();
+    let (_events_channel, mut event_reader) = consume(&events_queue, 256).await;
+    let read_events = tokio::spawn(async move {
+        for _ in 0..events {
+            let delivery = event_reader.next().await.expect("open").expect("delivery");
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    });
+    let (_jobs_channel, mut job_reader) = consume(&jobs_queue, prefetch).await;
+    let event_body = vec![0x5b; 40 * jobs_per_event.max(1)];
+    let mut confirms = tokio::task::JoinSet::new();
+    for done in 1..=jobs {
+        let delivery = job_reader.next().await.expect("open").expect("delivery");
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        if done % jobs_per_event.max(1) == 0 || done == jobs {
+            let confirm = publish(&publisher, &events_queue, &event_body).await;
+            confirms.spawn(async move { assert!(confirm.await.expect("confirm").is_ack()) });
+        }
+    }
+    confirms.join_all().await;
+    read_events.await.expect("events");
+    let rate = jobs as f64 / started.elapsed().as_secs_f64();
+    for queue in [&jobs_queue, &events_queue] {
+        let _ = publisher
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    rate
+}
+
 fn sealed(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
     Arc::new(SealedObjectStore::new(
         inner,
@@ -381,6 +499,7 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
     let mut messages = 0.0;
     let mut lifetimes = Vec::new();
     let mut rss = Vec::new();
+    let (mut raws, mut ratios) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let namespace = format!("bw{round}-{}", std::process::id());
         let options = BrokerOptions {
@@ -393,6 +512,18 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
             .block_on(connect(&clipfleet_testkit::amqp_url(), options))
             .expect("rabbitmq");
         let (engine, models, _) = load(&noop, env_usize("BENCH_DISPATCH_BATCH", 32));
+        // What a job message weighs on the wire (the raw loop's messages weigh the same).
+        let body_len = {
+            let job = job_for_photo(
+                &AccountId::new("bench").expect("account"),
+                &config.pool,
+                &models[0],
+                &photo(side),
+                Motion::ZoomIn,
+                Timestamp::from_system_time(SystemTime::now()),
+            );
+            clipfleet_proto::encode(&job).expect("encode").len()
+        };
         let run = runtime.block_on(through_worker(
             broker.clone(),
             sealed(Arc::new(InMemoryObjectStore::new())),
@@ -413,6 +544,21 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
         if let Some(admin) = broker.admin() {
             let _ = runtime.block_on(admin.delete_pool(&config.pool));
         }
+        // The same broker work by hand, right after (the machine's other load drifts).
+        let jobs_per_event = (1.0 / (run.messages_per_job - 1.0).max(1e-3)).round() as usize;
+        let raw = runtime.block_on(raw_dispatch(
+            &clipfleet_testkit::amqp_url(),
+            dispatch_jobs,
+            body_len,
+            config.broker_prefetch(),
+            jobs_per_event,
+        ));
+        println!(
+            "round {round}: raw lapin {raw:.0} msgs/s (one event message per {jobs_per_event} jobs): the fleet at {:.1} %",
+            100.0 * run.jobs_per_s / raw
+        );
+        raws.push(raw);
+        ratios.push(run.jobs_per_s / raw);
         rates.push(run.jobs_per_s);
         messages = run.messages_per_job;
         lifetimes.extend(run.photo_lifetime_ms);
@@ -421,6 +567,11 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
     println!(
         "dispatch ({dispatch_jobs} noop jobs {side}x{side}x{frames} through RabbitMQ quorum queues, one worker with {slots} slots, events included): {:.0} jobs/s, {messages:.3} broker messages per job",
         median(rates)
+    );
+    println!(
+        "raw lapin, the same broker work by hand: {:.0} msgs/s (median); dispatch / raw lapin, median of the per-round ratios: {:.1} %",
+        median(raws),
+        100.0 * median(ratios)
     );
     let before = median(rss.iter().map(|(b, _)| *b as f64).collect());
     let peak = median(rss.iter().map(|(_, p)| *p as f64).collect());
