@@ -34,6 +34,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections of a PostgreSQL or SQLite-file pool. SQLite writes one at a time anyway; a few
 /// connections let reads proceed beside a write.
 const MAX_CONNECTIONS: u32 = 8;
+/// A pooled connection idle this long is pinged before it is handed out again.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Which database a ledger runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +81,21 @@ impl Ledger {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            options.max_connections(MAX_CONNECTIONS)
+            // A connection back from a busy moment is not pinged before its next query: the
+            // ping was a second round trip for every query ingest makes (issue 20's profile).
+            // One idle longer than `PING_IF_IDLE_FOR` may have been cut meanwhile (a database
+            // restart, a proxy's idle timeout): that one is still checked first.
+            options
+                .max_connections(MAX_CONNECTIONS)
+                .test_before_acquire(false)
+                .before_acquire(|connection, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IF_IDLE_FOR {
+                            sqlx::Connection::ping(connection).await?;
+                        }
+                        Ok(true)
+                    })
+                })
         };
         let pool = options.connect(&url).await.map_err(sqlx_err("connect"))?;
         let ledger = Ledger {
