@@ -12,10 +12,12 @@
 //! - `disk`: a sealed file store under the system temp dir: adds the filesystem's cost of two
 //!   fsyncs and a rename per photo (on this machine's ext4 that, not ingest, is the limit).
 //!
-//! On the real services it first measures the store's own ceiling: sealed puts of the same photo
-//! straight to the S3 emulator through the store's S3 backend, `CONCURRENCY` at once
-//! (`CLIPFLEET_BENCH_STORE_PUTS`, default 2000) — ingest can go no faster than that — and prints
-//! ingest's rate as a share of it.
+//! On the real services the store is the S3 emulator (`CLIPFLEET_BENCH_STORE=s3`, the default
+//! there) or, so that the store is not what limits ingest, one of the above with PostgreSQL and
+//! RabbitMQ. It first measures the store's own ceiling: sealed puts of the same photo straight to
+//! the S3 emulator through the store's S3 backend, `CONCURRENCY` at once
+//! (`CLIPFLEET_BENCH_STORE_PUTS`, default 2000), and to the run's own store when that is another —
+//! ingest can go no faster than that — and prints ingest's rate as a share of it.
 //!
 //! It runs the real binary (build it first: `cargo build --release -p clipfleet-ingest`) as a
 //! process of its own, so the RSS is ingest's alone, and cleans up what the run stored.
@@ -37,13 +39,14 @@ const CONCURRENCY: usize = 100;
 fn main() -> anyhow::Result<()> {
     let jobs = env_usize("CLIPFLEET_BENCH_JOBS", 5000);
     let real = std::env::var("CLIPFLEET_BENCH_REAL").as_deref() == Ok("1");
-    let store = std::env::var("CLIPFLEET_BENCH_STORE").unwrap_or_else(|_| "tmpfs".into());
+    let store = std::env::var("CLIPFLEET_BENCH_STORE")
+        .unwrap_or_else(|_| if real { "s3" } else { "tmpfs" }.into());
     let photo = photo_of_about(200_000);
     println!(
         "ingest bench: {jobs} submissions of a {} byte JPEG, {CONCURRENCY} concurrent, {}",
         photo.len(),
         if real {
-            "real services (PostgreSQL, RabbitMQ, S3 emulator)".to_owned()
+            format!("real services (PostgreSQL, RabbitMQ; sealed store: {store})")
         } else {
             format!("embedded defaults (SQLite, in-process broker, sealed store: {store})")
         }
@@ -51,7 +54,15 @@ fn main() -> anyhow::Result<()> {
     let dir = match store.as_str() {
         "tmpfs" if std::path::Path::new("/dev/shm").is_dir() => tempfile::tempdir_in("/dev/shm")?,
         "tmpfs" | "disk" | "memory" => tempfile::tempdir()?,
-        other => anyhow::bail!("CLIPFLEET_BENCH_STORE={other:?}: tmpfs, memory or disk"),
+        "s3" if real => tempfile::tempdir()?,
+        other => anyhow::bail!(
+            "CLIPFLEET_BENCH_STORE={other:?}: tmpfs, memory or disk (or s3 with CLIPFLEET_BENCH_REAL=1)"
+        ),
+    };
+    let store_url = match store.as_str() {
+        "s3" => Some(format!("s3://{BENCH_BUCKET}")),
+        "memory" => None,
+        _ => Some(format!("file://{}", dir.path().display())),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,9 +71,15 @@ fn main() -> anyhow::Result<()> {
     if real {
         runtime.block_on(prepare_real())?;
         let puts = env_usize("CLIPFLEET_BENCH_STORE_PUTS", 2000);
-        ceiling = Some(runtime.block_on(store_ceiling(&photo, puts))?);
+        // The emulator's own ceiling, whichever store ingest runs on.
+        let emulator =
+            runtime.block_on(store_ceiling(&format!("s3://{BENCH_BUCKET}"), &photo, puts))?;
+        ceiling = Some(match &store_url {
+            Some(url) if store != "s3" => runtime.block_on(store_ceiling(url, &photo, puts))?,
+            _ => emulator,
+        });
     }
-    let (mut child, addr) = spawn_ingest(real, (store != "memory").then_some(dir.path()))?;
+    let (mut child, addr) = spawn_ingest(real, store_url.as_deref())?;
     let result = runtime.block_on(load(&addr, photo, jobs, child.id(), ceiling));
     let _ = child.kill();
     let _ = child.wait();
@@ -94,7 +111,7 @@ const BENCH_BUCKET: &str = "clipfleet-bench-ingest";
 const BENCH_NAMESPACE: &str = "clip-bench";
 
 /// Starts `clip-ingest`; on embedded defaults it keeps photos in files under `dir` if given.
-fn spawn_ingest(real: bool, dir: Option<&std::path::Path>) -> anyhow::Result<(Child, String)> {
+fn spawn_ingest(real: bool, store_url: Option<&str>) -> anyhow::Result<(Child, String)> {
     let exe = std::env::current_exe()?;
     let binary = exe
         .parent()
@@ -115,10 +132,10 @@ fn spawn_ingest(real: bool, dir: Option<&std::path::Path>) -> anyhow::Result<(Ch
     if real {
         command
             .env("CLIPFLEET_BROKER__URL", clipfleet_testkit::amqp_url())
-            .env("CLIPFLEET_STORE__URL", format!("s3://{BENCH_BUCKET}"))
             .env("CLIPFLEET_LEDGER__URL", clipfleet_testkit::postgres_url());
-    } else if let Some(dir) = dir {
-        command.env("CLIPFLEET_STORE__URL", format!("file://{}", dir.display()));
+    }
+    if let Some(url) = store_url {
+        command.env("CLIPFLEET_STORE__URL", url);
     }
     let mut child = command.spawn()?;
     let stdout = child.stdout.take().expect("piped");
@@ -155,10 +172,11 @@ async fn prepare_real() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sealed puts of `photo` straight to the bench bucket through the store's S3 backend,
-/// `CONCURRENCY` at once, `puts` in all: the store's ceiling, puts/s (the objects are deleted).
-async fn store_ceiling(photo: &[u8], puts: usize) -> anyhow::Result<f64> {
-    let store = clipfleet_store::open_sealed(&format!("s3://{BENCH_BUCKET}"), "ephemeral").await?;
+/// Sealed puts of `photo` straight to the store at `url` (the bench bucket, or the run's
+/// directory), `CONCURRENCY` at once, `puts` in all: the store's ceiling, puts/s (the objects
+/// are deleted).
+async fn store_ceiling(url: &str, photo: &[u8], puts: usize) -> anyhow::Result<f64> {
+    let store = clipfleet_store::open_sealed(url, "ephemeral").await?;
     let photo = bytes::Bytes::copy_from_slice(photo);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
@@ -182,8 +200,13 @@ async fn store_ceiling(photo: &[u8], puts: usize) -> anyhow::Result<f64> {
         task.await??;
     }
     let rate = puts as f64 / started.elapsed().as_secs_f64();
+    for n in 0..puts {
+        let _ = store
+            .delete(&clipfleet_store::ObjectKey::new(format!("ceiling/{n}"))?)
+            .await;
+    }
     println!(
-        "store ceiling: {puts} sealed puts of {} bytes to the S3 emulator, {CONCURRENCY} at once: {rate:.0} puts/s",
+        "store ceiling: {puts} sealed puts of {} bytes to {url}, {CONCURRENCY} at once: {rate:.0} puts/s",
         photo.len()
     );
     Ok(rate)
