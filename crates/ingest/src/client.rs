@@ -83,7 +83,7 @@ impl Caller {
             device_id: self.device_id.clone(),
             action: action.to_owned(),
         };
-        if let Err(err) = state.deps.ledger.record_usage(&usage).await {
+        if let Err(err) = state.usage.record(usage).await {
             tracing::warn!(error = %err, action, "could not record usage");
         }
     }

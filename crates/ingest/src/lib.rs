@@ -19,6 +19,7 @@
 //! - `admission`: the per-pool backlog bound (`429` with `Retry-After`).
 //! - `events`: the event consumer (broker → ledger).
 //! - `client`: who is asking (address, device id) and the usage record of each request.
+//! - `usage`: usage records written in groups (one statement and commit for many requests').
 //! - `range`: `Range: bytes=…` for video downloads.
 //! - `auth`: service tokens, compared in constant time.
 //! - `error`: [`ApiError`], the JSON error answer with its stable code.
@@ -37,6 +38,7 @@ mod range;
 mod service;
 mod sessions;
 mod submit;
+mod usage;
 
 pub use error::ApiError;
 pub use service::{DEV_TOKEN, Ingest, IngestDeps, IngestOptions, MAX_BLOCKING_THREADS};

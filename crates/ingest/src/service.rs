@@ -77,6 +77,8 @@ pub(crate) struct State {
     pub admission: Admission,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
+    /// Usage records, written in groups.
+    pub usage: crate::usage::UsageLog,
 }
 
 impl State {
@@ -138,6 +140,7 @@ impl Ingest {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let admission = Admission::new(options.admission_refresh);
+        let usage = crate::usage::UsageLog::start(deps.ledger.clone());
         Ok(Ingest {
             state: Arc::new(State {
                 config,
@@ -147,6 +150,7 @@ impl Ingest {
                 admission,
                 metrics,
                 registry: Arc::new(registry),
+                usage,
             }),
         })
     }

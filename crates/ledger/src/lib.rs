@@ -51,4 +51,4 @@ pub use operations::{Attempt, MinuteRate, NewSweep, SweepRecord};
 pub use purge::PurgedRows;
 pub use retention::JobCursor;
 pub use session::{NewSessionPhoto, Session, SessionEndReason, SessionPhotoRow};
-pub use usage::{MAX_LIST_LIMIT, NewUsage, UsageRecord};
+pub use usage::{MAX_LIST_LIMIT, MAX_USAGE_BATCH, NewUsage, UsageRecord};

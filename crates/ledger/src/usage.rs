@@ -19,6 +19,9 @@ const MAX_ACTION_BYTES: usize = 64;
 /// Most records one listing returns.
 pub const MAX_LIST_LIMIT: u32 = 1000;
 
+/// Most records [`Ledger::record_usage_many`] writes in one statement.
+pub const MAX_USAGE_BATCH: usize = 256;
+
 /// One request's usage details, as ingest sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUsage {
@@ -70,7 +73,8 @@ impl FromRow<'_, AnyRow> for UsageRecord {
 }
 
 impl NewUsage {
-    fn validate(&self) -> Result<(), LedgerError> {
+    /// Whether the ledger would take it: the device id and the action within their bounds.
+    pub fn validate(&self) -> Result<(), LedgerError> {
         if let Some(device) = &self.device_id
             && (device.is_empty()
                 || device.len() > MAX_DEVICE_ID_BYTES
@@ -96,29 +100,68 @@ impl NewUsage {
 impl Ledger {
     /// Records one request's usage details, at the clock's now.
     pub async fn record_usage(&self, usage: &NewUsage) -> Result<UsageRecord, LedgerError> {
-        usage.validate()?;
-        let record = UsageRecord {
-            id: ulid::Ulid::new().to_string(),
-            account_id: usage.account_id.clone(),
-            at: self.now(),
-            ip: usage.ip,
-            device_id: usage.device_id.clone(),
-            action: usage.action.clone(),
-        };
-        sqlx::query(
-            "INSERT INTO usage_records (id, account_id, at, ip, device_id, action) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(record.id.as_str())
-        .bind(record.account_id.as_ref().map(AccountId::as_str))
-        .bind(to_ms(record.at)?)
-        .bind(record.ip.to_string())
-        .bind(record.device_id.as_deref())
-        .bind(record.action.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(sqlx_err("record usage"))?;
-        Ok(record)
+        let mut records = self.record_usage_many(std::slice::from_ref(usage)).await?;
+        records
+            .pop()
+            .ok_or_else(|| LedgerError::invalid("no usage record was written"))
+    }
+
+    /// Records several requests' usage details in one statement (one commit), each at the
+    /// clock's now: ingest's group commit of its callers' records. All or none: every record
+    /// must validate, and at most [`MAX_USAGE_BATCH`] are taken at once.
+    pub async fn record_usage_many(
+        &self,
+        usages: &[NewUsage],
+    ) -> Result<Vec<UsageRecord>, LedgerError> {
+        if usages.len() > MAX_USAGE_BATCH {
+            return Err(LedgerError::invalid(format!(
+                "{} usage records at once, over {MAX_USAGE_BATCH}",
+                usages.len()
+            )));
+        }
+        let records = usages
+            .iter()
+            .map(|usage| {
+                usage.validate()?;
+                Ok(UsageRecord {
+                    id: ulid::Ulid::new().to_string(),
+                    account_id: usage.account_id.clone(),
+                    at: self.now(),
+                    ip: usage.ip,
+                    device_id: usage.device_id.clone(),
+                    action: usage.action.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, LedgerError>>()?;
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let rows: Vec<String> = (0..records.len())
+            .map(|row| {
+                let first = row * 6 + 1;
+                let params: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO usage_records (id, account_id, at, ip, device_id, action) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for record in &records {
+            query = query
+                .bind(record.id.as_str())
+                .bind(record.account_id.as_ref().map(AccountId::as_str))
+                .bind(to_ms(record.at)?)
+                .bind(record.ip.to_string())
+                .bind(record.device_id.as_deref())
+                .bind(record.action.as_str());
+        }
+        query
+            .execute(&self.pool)
+            .await
+            .map_err(sqlx_err("record usage"))?;
+        Ok(records)
     }
 
     /// An account's usage records, newest first, at most `limit` (≤ [`MAX_LIST_LIMIT`]): for

@@ -15,6 +15,7 @@ on_both!(
     events_reach_the_expected_row,
     concurrent_consumers_agree,
     usage_records,
+    usage_records_in_groups,
     deletion_audit_holds_no_personal_data,
     account_rows_purge,
     janitor_sweeps,

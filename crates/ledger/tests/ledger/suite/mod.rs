@@ -21,7 +21,10 @@ mod sweep;
 
 pub use jobs::{concurrent_consumers_agree, events_reach_the_expected_row, idempotency_keys};
 pub use operations::operator_reads;
-pub use records::{account_rows_purge, deletion_audit_holds_no_personal_data, usage_records};
+pub use records::{
+    account_rows_purge, deletion_audit_holds_no_personal_data, usage_records,
+    usage_records_in_groups,
+};
 pub use sessions::{session_lifecycle, session_photos_are_bounded_and_claimed_once};
 pub use sweep::janitor_sweeps;
 

@@ -69,6 +69,51 @@ pub async fn usage_records(f: &Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ingest writes its callers' usage records in groups: one statement, all or none.
+pub async fn usage_records_in_groups(f: &Fixture) -> anyhow::Result<()> {
+    let ledger = &f.ledger;
+    let owner = account_id("usage-group");
+    ledger.create_account(&account(&owner)).await?;
+    let usage = |n: usize| NewUsage {
+        account_id: Some(owner.clone()),
+        ip: "192.0.2.9".parse().expect("ip"),
+        device_id: (n % 2 == 0).then(|| format!("android-{n}")),
+        action: "job.submit".into(),
+    };
+    let group: Vec<_> = (0..40).map(usage).collect();
+    let written = ledger.record_usage_many(&group).await.context("group")?;
+    ensure!(written.len() == 40, "wrote {}", written.len());
+    let listed = ledger.list_usage(&owner, 100).await?;
+    let ids = |records: &[clipfleet_ledger::UsageRecord]| -> BTreeSet<String> {
+        records.iter().map(|r| r.id.clone()).collect()
+    };
+    ensure!(ids(&listed) == ids(&written), "listed other records");
+    ensure!(
+        listed.iter().filter(|r| r.device_id.is_some()).count() == 20,
+        "device ids lost"
+    );
+    ensure!(ledger.record_usage_many(&[]).await?.is_empty());
+    // One bad record refuses the group: nothing of it is written.
+    let mut bad = vec![usage(100), usage(101)];
+    bad[1].action = "Job Submit".into();
+    expect_kind(
+        ledger.record_usage_many(&bad).await,
+        LedgerErrorKind::InvalidInput,
+        "a group with a bad action",
+    )?;
+    let too_many: Vec<_> = (0..=clipfleet_ledger::MAX_USAGE_BATCH).map(usage).collect();
+    expect_kind(
+        ledger.record_usage_many(&too_many).await,
+        LedgerErrorKind::InvalidInput,
+        "a group over the bound",
+    )?;
+    ensure!(
+        ledger.list_usage(&owner, 1000).await?.len() == 40,
+        "a refused group left rows"
+    );
+    Ok(())
+}
+
 pub async fn deletion_audit_holds_no_personal_data(f: &Fixture) -> anyhow::Result<()> {
     let ledger = &f.ledger;
     let owner = account_id("audit");
