@@ -38,6 +38,18 @@ const JPEG_MAX_SIDE_PX: usize = 65_535;
 /// marker structure is also walked to its end (no pixel is decoded): a truncated upload is
 /// refused here rather than by a worker.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
+    probe_keeping_decoder(bytes, limits).map(|(info, _)| info)
+}
+
+/// A JPEG decoder whose headers are read: what [`probe`] parsed, handed on to [`decode`] so
+/// that the headers (Huffman tables built, markers walked) are read once per photo.
+type ProbedJpeg<'a> = JpegDecoder<ZCursor<&'a [u8]>>;
+
+/// [`probe`], keeping a JPEG's decoder with its headers read.
+fn probe_keeping_decoder<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> Result<(ImageInfo, Option<ProbedJpeg<'a>>), MediaError> {
     if bytes.len() > limits.max_input_bytes {
         return Err(MediaError::new(
             MediaErrorKind::TooLarge,
@@ -54,6 +66,7 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
             "not a jpeg, png, webp or heic image",
         )
     })?;
+    let mut probed = None;
     let (width, height, bytes_per_pixel) = match format {
         ImageFormat::Jpeg => {
             let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), jpeg_options());
@@ -67,11 +80,9 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
             let progressive = info.sof.is_progressive();
             // Output RGB plus, for progressive scans, 16-bit coefficients of every component.
             let bytes_per_pixel = if progressive { 3 + 2 * 3 } else { 3 + 1 };
-            (
-                u32::from(info.width),
-                u32::from(info.height),
-                bytes_per_pixel,
-            )
+            let sides = (u32::from(info.width), u32::from(info.height));
+            probed = Some(decoder);
+            (sides.0, sides.1, bytes_per_pixel)
         }
         ImageFormat::Png | ImageFormat::WebP => {
             // Building the decoder parses only the header (and chunks before the image data,
@@ -94,23 +105,31 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, MediaError> {
         }
     };
     check_dimensions(width, height, bytes_per_pixel, limits)?;
-    Ok(ImageInfo {
+    let info = ImageInfo {
         format,
         width,
         height,
-    })
+    };
+    Ok((info, probed))
 }
 
 /// Decodes a photo to 8-bit RGB with its EXIF orientation applied. Every colour type (grey,
 /// palette, 16-bit, CMYK JPEG) becomes RGB; transparent pixels are composited over white.
 /// Fails with a typed error, never a panic, on any input.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbImage, MediaError> {
-    let info = probe(bytes, limits)?;
-    let (image, orientation) = match info.format {
-        ImageFormat::Jpeg => decode_jpeg(bytes)?,
-        ImageFormat::Png | ImageFormat::WebP => decode_with_image(bytes, info.format, limits)?,
+    let (info, probed) = probe_keeping_decoder(bytes, limits)?;
+    let (image, orientation) = match (info.format, probed) {
+        // Its headers read and its markers walked to EOI by the probe.
+        (ImageFormat::Jpeg, Some(decoder)) => decode_jpeg(decoder)?,
+        (ImageFormat::Jpeg, None) => {
+            return Err(MediaError::new(
+                MediaErrorKind::BadImage,
+                "jpeg has no frame header",
+            ));
+        }
+        (ImageFormat::Png | ImageFormat::WebP, _) => decode_with_image(bytes, info.format, limits)?,
         // libheif applies the container's rotation and mirroring itself.
-        ImageFormat::Heic => (
+        (ImageFormat::Heic, _) => (
             crate::heic::decode(bytes, limits)?,
             Orientation::NoTransforms,
         ),
@@ -150,10 +169,8 @@ fn check_jpeg_whole(bytes: &[u8]) -> Result<(), MediaError> {
     }
 }
 
-fn decode_jpeg(bytes: &[u8]) -> Result<(RgbImage, Orientation), MediaError> {
+fn decode_jpeg(mut decoder: ProbedJpeg<'_>) -> Result<(RgbImage, Orientation), MediaError> {
     let format = ImageFormat::Jpeg;
-    check_jpeg_whole(bytes)?;
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), jpeg_options());
     let pixels = decoder.decode().map_err(|err| bad_image(format, err))?;
     let info = decoder
         .info()
