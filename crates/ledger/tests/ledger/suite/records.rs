@@ -77,7 +77,7 @@ pub async fn usage_records_in_groups(f: &Fixture) -> anyhow::Result<()> {
     let usage = |n: usize| NewUsage {
         account_id: Some(owner.clone()),
         ip: "192.0.2.9".parse().expect("ip"),
-        device_id: (n % 2 == 0).then(|| format!("android-{n}")),
+        device_id: n.is_multiple_of(2).then(|| format!("android-{n}")),
         action: "job.submit".into(),
     };
     let group: Vec<_> = (0..40).map(usage).collect();
