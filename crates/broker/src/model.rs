@@ -127,12 +127,8 @@ pub(crate) enum LeaseToken {
     #[cfg(feature = "amqp")]
     Amqp {
         /// Settles the delivery on its channel; single-use, and poisoned when the channel dies
-        /// (the broker then redelivers). Used through `settler` only.
+        /// (the broker then redelivers).
         acker: lapin::Acker,
-        /// The delivery's tag on its channel.
-        tag: u64,
-        /// Settles the channel's deliveries, acks coalesced.
-        settler: Arc<crate::amqp::Settler>,
         /// Routing key it was published with (`<pool>` or `<pool>.paid`): retries and dead
         /// letters are routed with it.
         routing_key: Arc<str>,

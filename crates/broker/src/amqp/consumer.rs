@@ -16,7 +16,6 @@ use tracing::{debug, warn};
 
 use super::names::Names;
 use super::session::{Sessions, amqp_error, bounded, close_channel};
-use super::settle::Settler;
 use super::topology::declare_control;
 use crate::{BrokerResult, PrioritySelector, QueueRef};
 
@@ -24,8 +23,7 @@ use crate::{BrokerResult, PrioritySelector, QueueRef};
 pub(crate) struct Lane {
     pub name: String,
     pub priority: Priority,
-    /// Deliveries not yet taken, with the settler of the channel they came on.
-    buffer: Mutex<VecDeque<(lapin::message::Delivery, Arc<Settler>)>>,
+    buffer: Mutex<VecDeque<lapin::message::Delivery>>,
     /// The channel consuming now, kept to close it on `reset`.
     channel: Mutex<Option<Channel>>,
 }
@@ -79,10 +77,7 @@ impl QueueConsumer {
     }
 
     /// Takes up to `max` buffered deliveries, paid before free without starving free.
-    pub(crate) fn take(
-        &self,
-        max: usize,
-    ) -> Vec<(Priority, lapin::message::Delivery, Arc<Settler>)> {
+    pub(crate) fn take(&self, max: usize) -> Vec<(Priority, lapin::message::Delivery)> {
         let mut out = Vec::new();
         let mut selector = lock(&self.selector);
         while out.len() < max {
@@ -99,8 +94,8 @@ impl QueueConsumer {
                 .iter()
                 .find(|lane| lane.priority == class)
                 .expect("picked a ready lane");
-            if let Some((delivery, settler)) = lock(&lane.buffer).pop_front() {
-                out.push((class, delivery, settler));
+            if let Some(delivery) = lock(&lane.buffer).pop_front() {
+                out.push((class, delivery));
             }
         }
         out
@@ -198,17 +193,13 @@ async fn run_lane(owner: Weak<QueueConsumer>, index: usize, names: Names, sessio
                 *lock(&lane.channel) = Some(channel);
                 backoff = sessions.options().reconnect_min;
                 drop(consumer);
-                // Delivery tags are the channel's: a new channel, a new settler.
-                let settler = Settler::start();
                 while let Some(item) = stream.next().await {
                     let Some(consumer) = owner.upgrade() else {
                         return;
                     };
                     match item {
                         Ok(delivery) => {
-                            settler.delivered(delivery.delivery_tag);
-                            lock(&consumer.lanes[index].buffer)
-                                .push_back((delivery, settler.clone()));
+                            lock(&consumer.lanes[index].buffer).push_back(delivery);
                             consumer.arrived.notify_waiters();
                         }
                         Err(err) => {

@@ -14,10 +14,7 @@ mod headers;
 mod mover;
 mod names;
 mod session;
-mod settle;
 mod topology;
-
-pub(crate) use self::settle::Settler;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -27,7 +24,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use clipfleet_proto::{PoolName, WorkerId};
 use lapin::options::{
-    BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicNackOptions, BasicPublishOptions, QueueDeclareOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation};
@@ -35,7 +33,6 @@ use lapin::{Channel, Confirmation};
 use self::consumer::QueueConsumer;
 use self::names::{CONTROL_ROUTING_KEY, EVENTS_ROUTING_KEY, Names, retry_step};
 use self::session::{Sessions, amqp_error, bounded, close_channel};
-use self::settle::{Settle, Settled};
 use crate::model::{LeaseToken, check_headers, headers_for_retry, retries_of};
 use crate::{
     Broker, BrokerAdmin, BrokerError, BrokerErrorKind, BrokerOptions, BrokerResult, ControlBus,
@@ -75,44 +72,14 @@ fn lease_lost(why: &str) -> BrokerError {
 }
 
 /// The parts of an AMQP lease.
-struct Parts<'a> {
-    acker: &'a lapin::Acker,
-    tag: u64,
-    settler: &'a Settler,
-    routing_key: &'a Arc<str>,
-    body: &'a Bytes,
-    headers: &'a crate::Headers,
-}
-
-impl Parts<'_> {
-    /// Whether the delivery can still be settled: its channel is open and holds it.
-    fn usable(&self) -> bool {
-        self.acker.usable() && self.settler.holds(self.tag)
-    }
-
-    /// Queues its settle on the channel's settler.
-    fn settle(&self, how: Settle) -> tokio::sync::oneshot::Receiver<Settled> {
-        self.settler.settle(self.tag, self.acker, how)
-    }
-}
-
-fn amqp_parts(lease: &Lease) -> BrokerResult<Parts<'_>> {
+fn amqp_parts(lease: &Lease) -> BrokerResult<(&lapin::Acker, &Arc<str>, &Bytes, &crate::Headers)> {
     match &lease.token {
         LeaseToken::Amqp {
             acker,
-            tag,
-            settler,
             routing_key,
             body,
             headers,
-        } => Ok(Parts {
-            acker,
-            tag: *tag,
-            settler,
-            routing_key,
-            body,
-            headers,
-        }),
+        } => Ok((acker, routing_key, body, headers)),
         #[allow(unreachable_patterns)] // reachable when other backends are compiled in
         _ => Err(BrokerError::new(
             BrokerErrorKind::InvalidInput,
@@ -279,16 +246,29 @@ impl AmqpBroker {
         Ok(())
     }
 
-    /// Waits for a settle queued on its channel's settler. Bounded: a settle that cannot be
-    /// written within the operation timeout is a lost lease (RabbitMQ redelivers when the
-    /// channel goes), never a job slot held forever.
-    async fn settled(&self, answer: tokio::sync::oneshot::Receiver<Settled>) -> BrokerResult<()> {
-        match tokio::time::timeout(self.timeout(), answer).await {
-            Ok(Ok(Ok(true))) => Ok(()),
-            Ok(Ok(Ok(false)) | Err(_)) => Err(lease_lost(
+    /// Acks or nacks one delivery. Bounded: a settle that cannot be written within the
+    /// operation timeout is a lost lease (RabbitMQ redelivers when the channel goes), never a
+    /// job slot held forever.
+    async fn settle(&self, acker: &lapin::Acker, requeue: Option<bool>) -> BrokerResult<()> {
+        let settling = async {
+            match requeue {
+                None => acker.ack(BasicAckOptions::default()).await,
+                Some(requeue) => {
+                    acker
+                        .nack(BasicNackOptions {
+                            requeue,
+                            multiple: false,
+                        })
+                        .await
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout(), settling).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(lease_lost(
                 "delivery already settled, or its channel closed",
             )),
-            Ok(Ok(Err(err))) => Err(lease_lost(&format!(
+            Ok(Err(err)) => Err(lease_lost(&format!(
                 "channel closed before settling: {err}"
             ))),
             Err(_) => Err(lease_lost(&format!(
@@ -302,7 +282,6 @@ impl AmqpBroker {
         queue: &Arc<QueueRef>,
         priority: clipfleet_proto::Priority,
         delivery: lapin::message::Delivery,
-        settler: Arc<Settler>,
     ) -> Delivery {
         let (headers, delivery_count) = headers::read(&delivery.properties);
         let body = Bytes::from(delivery.data);
@@ -311,8 +290,6 @@ impl AmqpBroker {
                 queue: queue.clone(),
                 token: LeaseToken::Amqp {
                     acker: delivery.acker,
-                    tag: delivery.delivery_tag,
-                    settler,
                     routing_key: Arc::from(delivery.routing_key.as_str()),
                     body: body.clone(),
                     headers: headers.clone(),
@@ -378,9 +355,7 @@ impl Broker for AmqpBroker {
             if !taken.is_empty() {
                 return Ok(taken
                     .into_iter()
-                    .map(|(priority, d, settler)| {
-                        AmqpBroker::to_delivery(&consumer.queue, priority, d, settler)
-                    })
+                    .map(|(priority, d)| AmqpBroker::to_delivery(&consumer.queue, priority, d))
                     .collect());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -394,14 +369,10 @@ impl Broker for AmqpBroker {
     }
 
     async fn ack(&self, leases: &[Lease]) -> BrokerResult<()> {
-        // All queued before any is awaited: a batch's acks share a round (and a multiple ack).
-        let answers = leases
-            .iter()
-            .map(|lease| Ok(amqp_parts(lease)?.settle(Settle::Ack)))
-            .collect::<BrokerResult<Vec<_>>>()?;
         let mut lost = 0;
-        for answer in answers {
-            if self.settled(answer).await.is_err() {
+        for lease in leases {
+            let (acker, ..) = amqp_parts(lease)?;
+            if self.settle(acker, None).await.is_err() {
                 lost += 1;
             }
         }
@@ -415,14 +386,11 @@ impl Broker for AmqpBroker {
     }
 
     async fn nack(&self, lease: &Lease, action: Nack) -> BrokerResult<()> {
-        let parts = amqp_parts(lease)?;
+        let (acker, routing_key, body, headers) = amqp_parts(lease)?;
         match action {
-            Nack::Requeue => {
-                self.settled(parts.settle(Settle::Nack { requeue: true }))
-                    .await
-            }
+            Nack::Requeue => self.settle(acker, Some(true)).await,
             Nack::RetryAfter(delay) => {
-                if !parts.usable() {
+                if !acker.usable() {
                     return Err(lease_lost(
                         "delivery already settled, or its channel closed",
                     ));
@@ -430,18 +398,18 @@ impl Broker for AmqpBroker {
                 let step = retry_step(delay);
                 self.ensure_retry_step(step).await?;
                 let copy = Outgoing {
-                    body: parts.body.clone(),
-                    headers: headers_for_retry(parts.headers),
+                    body: body.clone(),
+                    headers: headers_for_retry(headers),
                 };
                 // Confirmed copy first, then the ack: a crash between them duplicates, never loses.
                 self.publish_raw(
                     &self.inner.names.retry_exchange(step),
-                    parts.routing_key,
+                    routing_key,
                     true,
                     vec![copy],
                 )
                 .await?;
-                self.settled(parts.settle(Settle::Ack)).await
+                self.settle(acker, None).await
             }
         }
     }
@@ -453,30 +421,31 @@ impl Broker for AmqpBroker {
                 format!("{} has no dead-letter queue", lease.queue()),
             ));
         }
-        let parts = amqp_parts(lease)?;
-        if !parts.usable() {
+        let (acker, routing_key, body, headers) = amqp_parts(lease)?;
+        if !acker.usable() {
             return Err(lease_lost(
                 "delivery already settled, or its channel closed",
             ));
         }
-        let mut headers = parts.headers.clone();
+        let mut headers = headers.clone();
         headers.insert(DEAD_REASON_HEADER.into(), reason.to_owned());
         let letter = Outgoing {
-            body: parts.body.clone(),
+            body: body.clone(),
             headers,
         };
         self.publish_raw(
             &self.inner.names.dead_exchange(),
-            parts.routing_key,
+            routing_key,
             true,
             vec![letter],
         )
         .await?;
-        self.settled(parts.settle(Settle::Ack)).await
+        self.settle(acker, None).await
     }
 
     async fn extend_lease(&self, lease: &Lease, _lease_for: Duration) -> BrokerResult<()> {
-        if amqp_parts(lease)?.usable() {
+        let (acker, ..) = amqp_parts(lease)?;
+        if acker.usable() {
             Ok(())
         } else {
             Err(lease_lost("the delivery's channel closed"))
