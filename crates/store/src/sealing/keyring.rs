@@ -11,22 +11,21 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::format::{WrappedKey, check_kek_id};
+use super::aead::{Aes256Gcm, NONCE_LEN};
+use super::format::{TAG_LEN, WrappedKey, check_kek_id};
 use crate::error::{StoreError, StoreErrorKind};
 
 /// Bytes in a data key and in a local key-encryption key (AES-256).
 pub const KEY_LEN: usize = 32;
 /// Domain separation for the local wrapping: a wrapped key cannot be confused with a segment.
 const WRAP_LABEL: &[u8] = b"clipfleet kek wrap v1\0";
-const WRAP_NONCE_LEN: usize = 12;
+const WRAP_NONCE_LEN: usize = NONCE_LEN;
 
 /// A fresh 256-bit key for one object, zeroized when dropped.
 pub struct DataKey(Zeroizing<[u8; KEY_LEN]>);
@@ -42,11 +41,6 @@ impl DataKey {
     /// The key bytes (to build a cipher; never store or log them).
     pub fn expose(&self) -> &[u8; KEY_LEN] {
         &self.0
-    }
-
-    fn from_slice(bytes: &[u8]) -> Option<Self> {
-        let array: [u8; KEY_LEN] = bytes.try_into().ok()?;
-        Some(DataKey(Zeroizing::new(array)))
     }
 }
 
@@ -261,22 +255,19 @@ impl Keyring for LocalKeyring {
                 .keys
                 .get(&state.current)
                 .ok_or_else(|| StoreError::internal("current key missing from keyring"))?;
-            (state.current.clone(), Aes256Gcm::new(key.as_ref().into()))
+            (state.current.clone(), Aes256Gcm::new(key))
         };
         let mut nonce = [0u8; WRAP_NONCE_LEN];
         fill_random(&mut nonce)?;
         let aad = wrap_aad(&kek_id, context);
-        let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: data_key.expose(),
-                    aad: &aad,
-                },
-            )
+        // nonce ‖ the key encrypted in place ‖ tag
+        let mut ciphertext = Vec::with_capacity(WRAP_NONCE_LEN + KEY_LEN + TAG_LEN);
+        ciphertext.extend_from_slice(&nonce);
+        ciphertext.extend_from_slice(data_key.expose());
+        let tag = cipher
+            .seal_detached(nonce, &aad, &mut ciphertext[WRAP_NONCE_LEN..])
             .map_err(|_| StoreError::internal("wrapping the data key failed"))?;
-        let mut ciphertext = nonce.to_vec();
-        ciphertext.extend_from_slice(&sealed);
+        ciphertext.extend_from_slice(&tag);
         Ok(WrappedKey { kek_id, ciphertext })
     }
 
@@ -292,26 +283,23 @@ impl Keyring for LocalKeyring {
                     ),
                 )
             })?;
-            Aes256Gcm::new(key.as_ref().into())
+            Aes256Gcm::new(key)
         };
-        if wrapped.ciphertext.len() != WRAP_NONCE_LEN + KEY_LEN + 16 {
+        if wrapped.ciphertext.len() != WRAP_NONCE_LEN + KEY_LEN + TAG_LEN {
             return Err(StoreError::corrupt("wrapped data key has the wrong length"));
         }
         let (nonce, sealed) = wrapped.ciphertext.split_at(WRAP_NONCE_LEN);
+        let (encrypted, tag) = sealed.split_at(KEY_LEN);
+        let nonce: [u8; WRAP_NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| StoreError::corrupt("wrapped data key has the wrong length"))?;
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(encrypted);
         let aad = wrap_aad(&wrapped.kek_id, context);
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| StoreError::corrupt("wrapped data key failed authentication"))?,
-        );
-        DataKey::from_slice(&plain)
-            .ok_or_else(|| StoreError::corrupt("unwrapped data key has the wrong length"))
+        cipher
+            .open_detached(nonce, &aad, &mut key[..], tag)
+            .map_err(|_| StoreError::corrupt("wrapped data key failed authentication"))?;
+        Ok(DataKey(key))
     }
 }
 

@@ -1,8 +1,10 @@
 //! Envelope encryption as a decorator over any [`ObjectStore`]: each object gets a fresh data
-//! key, its body is sealed with AES-256-GCM in fixed-size segments (the STREAM construction),
+//! key, its body is sealed with AES-256-GCM (AWS-LC's, or RustCrypto's in a build without
+//! AWS-LC: `aead`) in fixed-size segments (the STREAM construction),
 //! and the data key travels in the object's header wrapped by a [`Keyring`]'s key. The format
 //! is specified in `SEALING.md` beside this crate's manifest.
 
+mod aead;
 mod format;
 mod keyring;
 mod stream;

@@ -13,12 +13,11 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Tag};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::aead::{Aes256Gcm, NONCE_LEN};
 use super::format::{NONCE_PREFIX_LEN, TAG_LEN};
 use super::keyring::DataKey;
 use crate::api::{ByteStream, SecretBuffer};
@@ -39,7 +38,7 @@ struct Segments {
 impl Segments {
     fn new(data_key: &DataKey, prefix: &[u8; NONCE_PREFIX_LEN]) -> Self {
         Segments {
-            cipher: Aes256Gcm::new(data_key.expose().into()),
+            cipher: Aes256Gcm::new(data_key.expose()),
             prefix: *prefix,
             counter: 0,
             finished: false,
@@ -47,11 +46,11 @@ impl Segments {
     }
 
     /// The nonce for the next segment, advancing the counter.
-    fn next_nonce(&mut self, last: bool) -> Option<[u8; 12]> {
+    fn next_nonce(&mut self, last: bool) -> Option<[u8; NONCE_LEN]> {
         if self.finished {
             return None;
         }
-        let mut nonce = [0u8; 12];
+        let mut nonce = [0u8; NONCE_LEN];
         nonce[..NONCE_PREFIX_LEN].copy_from_slice(&self.prefix);
         nonce[NONCE_PREFIX_LEN..11].copy_from_slice(&self.counter.to_be_bytes());
         nonce[11] = u8::from(last);
@@ -63,12 +62,17 @@ impl Segments {
         Some(nonce)
     }
 
-    fn seal(&mut self, aad: &[u8], data: &mut [u8], last: bool) -> Result<Tag, StoreError> {
+    fn seal(
+        &mut self,
+        aad: &[u8],
+        data: &mut [u8],
+        last: bool,
+    ) -> Result<[u8; TAG_LEN], StoreError> {
         let nonce = self
             .next_nonce(last)
             .ok_or_else(|| StoreError::internal("object has too many segments to seal"))?;
         self.cipher
-            .encrypt_in_place_detached(&nonce.into(), aad, data)
+            .seal_detached(nonce, aad, data)
             .map_err(|_| StoreError::internal("segment too large to seal"))
     }
 
@@ -85,11 +89,8 @@ impl Segments {
             )
         };
         let nonce = self.next_nonce(last).ok_or_else(corrupt)?;
-        if tag.len() != TAG_LEN {
-            return Err(corrupt());
-        }
         self.cipher
-            .decrypt_in_place_detached(&nonce.into(), aad, data, Tag::from_slice(tag))
+            .open_detached(nonce, aad, data, tag)
             .map_err(|_| corrupt())
     }
 }
@@ -369,6 +370,7 @@ impl Stream for OpenStream {
 
 #[cfg(test)]
 mod tests {
+    use aes_gcm::aead::KeyInit;
     use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
 
     use super::*;
@@ -379,7 +381,7 @@ mod tests {
         let key = DataKey::generate().unwrap();
         let prefix = [3u8; NONCE_PREFIX_LEN];
         let aad = b"header bytes";
-        let cipher = || Aes256Gcm::new(key.expose().into());
+        let cipher = || aes_gcm::Aes256Gcm::new(key.expose().into());
 
         let mut ours = Segments::new(&key, &prefix);
         let mut theirs = DecryptorBE32::from_aead(cipher(), (&prefix).into());
