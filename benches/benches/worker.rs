@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use clipfleet_benches::{bare_forward_rate, env_usize, median, proc_status_kib};
+use clipfleet_benches::{bare_forward_rate, env_usize, median, proc_status_kib, process_cpu_ms};
 use clipfleet_broker::{
     Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
 };
@@ -453,11 +453,15 @@ fn main() {
         .expect("runtime");
 
     let only = std::env::var("BENCH_ONLY").ok();
-    if only.as_deref() != Some("dispatch") {
+    if only.is_none() || only.as_deref() == Some("overlap") {
         overlap(&runtime, jobs, side, rounds);
     }
-    if only.as_deref() != Some("overlap") {
+    if only.is_none() || only.as_deref() == Some("dispatch") {
         dispatch(&runtime, dispatch_jobs, rounds);
+    }
+    // Last: it installs a tracing subscriber, which the other parts run without.
+    if only.is_none() || only.as_deref() == Some("stages") {
+        stages(&runtime, env_usize("BENCH_STAGE_JOBS", 12));
     }
 }
 
@@ -614,4 +618,190 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
         percentile(&lifetimes, 0.99),
         lifetimes[lifetimes.len() - 1]
     );
+}
+
+/// The worker's stage spans, by name, in the order a job passes them.
+const STAGE_SPANS: [&str; 6] = ["fetch", "infer", "encode", "store video", "finish", "job"];
+
+/// When a stage span was created.
+struct Opened(Instant);
+
+/// Wall time of each of the worker's stage spans, from creation to close, collected by name.
+/// With one job at a time in an otherwise idle process, a stage's wall time is the CPU it
+/// spent (each stage is CPU-bound: the store and the broker are in memory).
+#[derive(Clone, Default)]
+struct StageClock {
+    spans: Arc<std::sync::Mutex<HashMap<&'static str, Vec<Duration>>>>,
+}
+
+impl StageClock {
+    /// What was collected since the last call.
+    fn take(&self) -> HashMap<&'static str, Vec<Duration>> {
+        std::mem::take(&mut *self.spans.lock().expect("clock"))
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for StageClock
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if STAGE_SPANS.contains(&attrs.metadata().name())
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(Opened(Instant::now()));
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        if let Some(Opened(at)) = span.extensions().get::<Opened>() {
+            self.spans
+                .lock()
+                .expect("clock")
+                .entry(span.metadata().name())
+                .or_default()
+                .push(at.elapsed());
+        }
+    }
+}
+
+/// **stages**: `noop` at its manifest's shape (input 256², aspect buckets, 16 frames) on the
+/// load test's photos, JPEG and PNG of each of its sizes, one job at a time through the worker
+/// (in-memory broker, sealed in-memory store): each stage's median wall time (= its CPU, one job
+/// at a time) and the process's CPU per job measured around each batch of jobs.
+fn stages(runtime: &tokio::runtime::Runtime, jobs: usize) {
+    let clock = StageClock::default();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(clock.clone());
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            println!("stages: a tracing subscriber is already set; skipped");
+            return;
+        }
+    }
+    let noop = manifest("noop", 256, None);
+    let (engine, models, _) = load(&noop, 1);
+    let frames = models[0].frames;
+    let sizes = [(320, 240), (640, 480), (1024, 768)];
+    let formats = [
+        ("jpeg", image::ImageFormat::Jpeg),
+        ("png", image::ImageFormat::Png),
+    ];
+    println!(
+        "stages (noop at its manifest's shape, {frames} frames; one job at a time; {jobs} jobs per photo, medians in ms; cpu/job: the process's CPU over those jobs):"
+    );
+    println!(
+        "{:<14} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}",
+        "photo", "bytes", "fetch", "infer", "encode", "store", "finish", "job", "cpu/job"
+    );
+    for (width, height) in sizes {
+        for (name, format) in formats {
+            let size = clipfleet_loadtest::PhotoSize { width, height };
+            let picture = clipfleet_loadtest::encode_photo(size, format).expect("photo");
+            // One untimed job first: the first of a shape allocates what the rest reuse.
+            runtime.block_on(one_at_a_time(&engine, &models, &picture, 1));
+            clock.take();
+            let cpu_before = process_cpu_ms();
+            let took = runtime.block_on(one_at_a_time(&engine, &models, &picture, jobs));
+            let cpu = process_cpu_ms()
+                .zip(cpu_before)
+                .map(|(after, before)| (after - before) as f64 / jobs as f64);
+            let spans = clock.take();
+            let stage = |name: &str| {
+                let walls = spans
+                    .get(name)
+                    .map(|d| d.iter().map(|d| d.as_secs_f64() * 1e3).collect())
+                    .unwrap_or_default();
+                median(walls)
+            };
+            println!(
+                "{:<14} {:>8} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>8.1}   ({:.1} jobs/s)",
+                format!("{name} {width}x{height}"),
+                picture.len(),
+                stage("fetch"),
+                stage("infer"),
+                stage("encode"),
+                stage("store video"),
+                stage("finish"),
+                stage("job"),
+                cpu.unwrap_or(f64::NAN),
+                jobs as f64 / took.as_secs_f64(),
+            );
+        }
+    }
+}
+
+/// Submits `jobs` jobs of `picture` and runs a worker with one slot until all succeeded: the
+/// wall time it took.
+async fn one_at_a_time(
+    engine: &Engine,
+    models: &[ModelSpec],
+    picture: &[u8],
+    jobs: usize,
+) -> Duration {
+    let broker: Arc<dyn Broker> = Arc::new(InMemoryBroker::new());
+    let store = sealed(Arc::new(InMemoryObjectStore::new()));
+    let config = worker_config(1);
+    broker
+        .ensure_pool(&config.pool, PoolSpec::default())
+        .await
+        .expect("pool");
+    let account = AccountId::new("bench").expect("account");
+    let deadline = Timestamp::from_system_time(SystemTime::now() + Duration::from_secs(3600));
+    for _ in 0..jobs {
+        let job = job_for_photo(
+            &account,
+            &config.pool,
+            &models[0],
+            picture,
+            Motion::ZoomIn,
+            deadline,
+        );
+        submit(broker.as_ref(), store.as_ref(), &job, picture.to_vec())
+            .await
+            .expect("submit");
+    }
+    let deps = WorkerDeps {
+        broker: broker.clone(),
+        store,
+        engine: engine.clone(),
+        models: models.to_vec(),
+        encoder: default_encoder(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let worker = tokio::spawn(run(deps, config, async move {
+        let _ = stopped.await;
+    }));
+    let mut succeeded = 0;
+    while succeeded < jobs {
+        let got = broker
+            .receive(
+                &QueueRef::Events,
+                Receive::new(64, Duration::from_secs(60), Duration::from_millis(50)),
+            )
+            .await
+            .expect("events");
+        for delivery in &got {
+            for event in decode::<EventBatch>(&delivery.body).expect("batch").events {
+                match event.event {
+                    EventKind::Succeeded { .. } => succeeded += 1,
+                    EventKind::Failed { code, .. } => panic!("job failed: {code}"),
+                    _ => {}
+                }
+            }
+        }
+        let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+        broker.ack(&leases).await.expect("ack");
+    }
+    let took = started.elapsed();
+    let _ = stop.send(());
+    worker.await.expect("join").expect("worker");
+    took
 }

@@ -69,3 +69,17 @@ pub fn bare_forward_rate(
             .expect("bare forward passes")
     })
 }
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`, in
+/// milliseconds at its 10 ms resolution (the kernel reports it in USER_HZ, 100 per second on
+/// Linux whatever the kernel's own tick); `None` off Linux.
+pub fn process_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: the state is
+    // the first, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) * 10)
+}

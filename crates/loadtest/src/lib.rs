@@ -49,6 +49,7 @@ pub use cli::Cli;
 pub use cli::ModelArg;
 pub use invariants::{InvariantResult, Violation};
 pub use kinds::{KindStats, PERSONALIZE, SESSION_END, SessionCounts};
+pub use mix::encode as encode_photo;
 pub use options::{
     Arrivals, Checks, DEFAULT_JANITOR_EVERY, DEFAULT_RATE, EmbeddedFleet, Load, Mix, ModelChoice,
     Options, PhotoSize, SESSION_PHOTOS, Sessions, Stop, Target, WeightedModel,

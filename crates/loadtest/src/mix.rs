@@ -100,8 +100,9 @@ impl Inputs {
     }
 }
 
-/// A synthetic photo: smooth gradients with some texture, so JPEG sizes are photo-like.
-pub(crate) fn encode(size: PhotoSize, format: image::ImageFormat) -> anyhow::Result<Bytes> {
+/// A synthetic photo of the mix: smooth gradients with some texture, so JPEG sizes are
+/// photo-like. Public so the worker bench measures its stages on the load test's own photos.
+pub fn encode(size: PhotoSize, format: image::ImageFormat) -> anyhow::Result<Bytes> {
     let PhotoSize { width, height } = size;
     let photo = image::RgbImage::from_fn(width, height, |x, y| {
         let texture = ((x * 7 + y * 13) ^ (x * y)) % 32;
