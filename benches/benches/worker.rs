@@ -13,7 +13,10 @@
 //!   decode, fit, batched inference, H.264 encode and MP4 mux, sealed put, events, delete, ack),
 //!   but its pixel work is negligible, so the rate is the per-job overhead's;
 //! - **photo lifetime** after success: `input_deleted` minus `succeeded`, p50/p99, from the
-//!   events of the dispatch run.
+//!   events of the dispatch run;
+//! - **stages**: `noop` at its manifest's shape on the load test's photos (JPEG and PNG,
+//!   320×240 to 1024×768), one job at a time: each stage's median wall time (= its CPU, one job
+//!   at a time) and the process's CPU per job.
 //!
 //! Jobs are published before the worker starts, so the rate is the pipeline's, not the
 //! publisher's. Environment: BENCH_JOBS (overlap, default 192), BENCH_DISPATCH_JOBS (default
@@ -23,7 +26,8 @@
 //! BENCH_DISPATCH_BATCH (engine max batch for `noop`, default 32 as in the manifest; `cost`
 //! runs at 8), BENCH_DISPATCH_SIZE and BENCH_DISPATCH_FRAMES (`noop`'s input side and frames,
 //! default 16 and 1; 64 and 4 add some pixel work), BENCH_THREADS (libtorch intra-op threads,
-//! default 1), BENCH_ONLY (`overlap` or `dispatch`: that part alone, e.g. under a profiler).
+//! default 1), BENCH_STAGE_JOBS (stages: jobs per photo, default 12), BENCH_ONLY (`overlap`,
+//! `dispatch` or `stages`: that part alone, e.g. under a profiler).
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
