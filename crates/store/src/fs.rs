@@ -7,12 +7,10 @@
 //! A key cannot also be a "directory" of other keys here (`a/b` and `a/b/c`): such a put fails
 //! with `InvalidInput`. The keys of this system never collide that way.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
