@@ -45,7 +45,7 @@ use clipfleet_broker::{
 use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
 use clipfleet_proto::JobId;
 use clipfleet_proto::{
-    AccountId, EventBatch, EventKind, Motion, PoolName, Timestamp, WorkerId, decode,
+    AccountId, EventBatch, EventKind, JobEvent, Motion, PoolName, Timestamp, WorkerId, decode,
 };
 use clipfleet_store::{
     ByteStream, DeleteReport, InMemoryObjectStore, ListPage, LocalKeyring, ObjectKey, ObjectMeta,
@@ -268,30 +268,19 @@ async fn through_worker(
     let (mut succeeded, mut deleted) = (HashMap::new(), HashMap::new());
     let mut batches = 0usize;
     while succeeded.len() < jobs || deleted.len() < jobs {
-        let got = broker
-            .receive(
-                &QueueRef::Events,
-                Receive::new(256, Duration::from_secs(60), Duration::from_secs(1)),
-            )
-            .await
-            .expect("events");
-        batches += got.len();
-        for delivery in &got {
-            for event in decode::<EventBatch>(&delivery.body).expect("batch").events {
-                match event.event {
-                    EventKind::Succeeded { .. } => {
-                        succeeded.insert(event.job_id, event.at.unix_ms());
-                    }
-                    EventKind::InputDeleted => {
-                        deleted.insert(event.job_id, event.at.unix_ms());
-                    }
-                    EventKind::Failed { code, .. } => panic!("job failed: {code}"),
-                    _ => {}
+        let (events, received) = next_events(broker.as_ref(), 256, Duration::from_secs(1)).await;
+        batches += received;
+        for event in events {
+            match event.event {
+                EventKind::Succeeded { .. } => {
+                    succeeded.insert(event.job_id, event.at.unix_ms());
                 }
+                EventKind::InputDeleted => {
+                    deleted.insert(event.job_id, event.at.unix_ms());
+                }
+                _ => {}
             }
         }
-        let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
-        broker.ack(&leases).await.expect("ack");
     }
     let took = started.elapsed();
     sampler.abort();
@@ -319,6 +308,31 @@ async fn through_worker(
         file_before_kib,
         anon_peak_kib: peak_anon.load(std::sync::atomic::Ordering::Relaxed),
     }
+}
+
+/// Receives up to `max` event messages (waiting at most `wait` for more once one arrived),
+/// acks them, and returns their events and how many messages there were. A failed job ends the
+/// bench: every job of a run must succeed.
+async fn next_events(broker: &dyn Broker, max: usize, wait: Duration) -> (Vec<JobEvent>, usize) {
+    let got = broker
+        .receive(
+            &QueueRef::Events,
+            Receive::new(max, Duration::from_secs(60), wait),
+        )
+        .await
+        .expect("events");
+    let mut events = Vec::new();
+    for delivery in &got {
+        for event in decode::<EventBatch>(&delivery.body).expect("batch").events {
+            if let EventKind::Failed { code, .. } = &event.event {
+                panic!("job failed: {code}");
+            }
+            events.push(event);
+        }
+    }
+    let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+    broker.ack(&leases).await.expect("ack");
+    (events, got.len())
 }
 
 /// A persistent message to `queue` through the default exchange; its confirm to await.
@@ -785,24 +799,11 @@ async fn one_at_a_time(
     }));
     let mut succeeded = 0;
     while succeeded < jobs {
-        let got = broker
-            .receive(
-                &QueueRef::Events,
-                Receive::new(64, Duration::from_secs(60), Duration::from_millis(50)),
-            )
-            .await
-            .expect("events");
-        for delivery in &got {
-            for event in decode::<EventBatch>(&delivery.body).expect("batch").events {
-                match event.event {
-                    EventKind::Succeeded { .. } => succeeded += 1,
-                    EventKind::Failed { code, .. } => panic!("job failed: {code}"),
-                    _ => {}
-                }
-            }
-        }
-        let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
-        broker.ack(&leases).await.expect("ack");
+        let (events, _) = next_events(broker.as_ref(), 64, Duration::from_millis(50)).await;
+        succeeded += events
+            .iter()
+            .filter(|event| matches!(event.event, EventKind::Succeeded { .. }))
+            .count();
     }
     let took = started.elapsed();
     let _ = stop.send(());
