@@ -9,11 +9,13 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use clipfleet_broker::{AmqpBroker, Broker, BrokerOptions, Outgoing, PoolSpec, QueueRef, Topic};
+use clipfleet_broker::{
+    AmqpBroker, Broker, BrokerOptions, Outgoing, PoolSpec, QueueRef, Receive, Topic,
+};
 use clipfleet_infer::Manifest;
 use clipfleet_proto::{
-    AccountId, JobKind, MAX_SESSION_PHOTOS, Motion, PhotoId, PoolName, SessionId, SessionPhoto,
-    SessionRef, Timestamp, encode,
+    AccountId, EventBatch, EventKind, JobKind, MAX_SESSION_PHOTOS, Motion, PhotoId, PoolName,
+    SessionId, SessionPhoto, SessionRef, Timestamp, decode, encode,
 };
 use clipfleet_store::{
     ObjectKey, ObjectStore, StoreErrorKind, body_from_bytes, list_all, open_sealed,
@@ -310,14 +312,35 @@ async fn a_worker_killed_mid_training_leaves_no_adapter_and_no_photo_once_the_se
         .expect("publish");
 
     let mut first = setup.worker_of("t1", "portrait");
-    let queue = QueueRef::Jobs(setup.pool.clone());
+    // Killed as the training starts: the worker says `progress 10` once the photos are fetched,
+    // right before it hands them to the engine (a fixed sleep let a fast machine finish first).
+    let job_id = job.job_id;
     until(
-        "the first worker takes the training",
+        "the first worker starts training",
         Duration::from_secs(60),
-        async || broker.depth(&queue).await.is_ok_and(|d| d.ready == 0),
+        async || {
+            let Ok(got) = broker
+                .receive(
+                    &QueueRef::Events,
+                    Receive::new(64, Duration::from_secs(30), Duration::from_millis(100)),
+                )
+                .await
+            else {
+                return false;
+            };
+            let training = got.iter().any(|delivery| {
+                decode::<EventBatch>(&delivery.body).is_ok_and(|batch| {
+                    batch.events.iter().any(|e| {
+                        e.job_id == job_id && matches!(e.event, EventKind::Progress { pct: 10 })
+                    })
+                })
+            });
+            let leases: Vec<_> = got.iter().map(|d| d.lease.clone()).collect();
+            let _ = broker.ack(&leases).await;
+            training
+        },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     signal(&first.0, "KILL");
     first.0.wait().expect("reap the killed worker");
     let adapter = ObjectKey::session_adapter(&account, session_id, "portrait").expect("key");

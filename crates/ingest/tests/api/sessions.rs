@@ -191,11 +191,18 @@ async fn a_session_trains_on_all_its_photos_and_serves_its_jobs() -> anyhow::Res
         session_ref.expires_at.unix_ms(),
         created["expires_at_ms"].as_u64().unwrap_or(0)
     );
-    assert_eq!(
-        session_ref.photos.iter().map(|p| p.id).collect::<Vec<_>>(),
-        ids
-    );
-    for (listed, photo) in session_ref.photos.iter().zip(&photos) {
+    // Every photo, oldest first: uploads within one millisecond (a fast machine) may list in
+    // either order, so each is matched by its id.
+    let mut listed_ids: Vec<PhotoId> = session_ref.photos.iter().map(|p| p.id).collect();
+    listed_ids.sort_unstable();
+    let mut uploaded = ids.clone();
+    uploaded.sort_unstable();
+    assert_eq!(listed_ids, uploaded);
+    for listed in &session_ref.photos {
+        let photo = &photos[ids
+            .iter()
+            .position(|id| *id == listed.id)
+            .expect("uploaded")];
         assert_eq!(listed.sha256.as_str(), hex::encode(Sha256::digest(photo)));
         assert_eq!(
             (listed.size, listed.content_type.as_str()),
@@ -204,7 +211,7 @@ async fn a_session_trains_on_all_its_photos_and_serves_its_jobs() -> anyhow::Res
     }
     assert_eq!(
         job.input.key,
-        ObjectKey::session_photo(&account("acct-1"), session, ids[0]).as_str()
+        ObjectKey::session_photo(&account("acct-1"), session, session_ref.photos[0].id).as_str()
     );
     let row = fleet.ledger.get_job(job_id).await?;
     assert_eq!(
