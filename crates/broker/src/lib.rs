@@ -42,6 +42,6 @@ pub use priority::{PAID_STREAK, PrioritySelector};
 pub use resolve::{BrokerOptions, connect};
 
 #[cfg(feature = "amqp")]
-pub use amqp::AmqpBroker;
+pub use amqp::{AmqpBroker, SettleStats};
 #[cfg(feature = "sqs")]
 pub use sqs::SqsBroker;

@@ -126,9 +126,11 @@ pub(crate) enum LeaseToken {
     Memory { id: u64 },
     #[cfg(feature = "amqp")]
     Amqp {
-        /// Settles the delivery on its channel; single-use, and poisoned when the channel dies
-        /// (the broker then redelivers).
-        acker: lapin::Acker,
+        /// The settler of the channel the delivery came on (acks coalesced, `amqp/settle.rs`);
+        /// settling fails once that channel died (the broker then redelivers).
+        settler: Arc<crate::amqp::ChannelSettler>,
+        /// The delivery's tag on that channel.
+        tag: u64,
         /// Routing key it was published with (`<pool>` or `<pool>.paid`): retries and dead
         /// letters are routed with it.
         routing_key: Arc<str>,

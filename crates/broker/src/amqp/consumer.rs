@@ -2,6 +2,7 @@
 //! for a jobs queue), each on its own channel with its own prefetch, feeding a buffer that
 //! `receive` takes from. A lane whose channel dies (connection loss, `basic.cancel`, consumer
 //! timeout) drops what it buffered — RabbitMQ redelivers it — and consumes again after a backoff.
+//! Each channel's deliveries are settled through its [`ChannelSettler`] (`settle.rs`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
@@ -16,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::names::Names;
 use super::session::{Sessions, amqp_error, bounded, close_channel};
+use super::settle::{ChannelSettler, SettleTotals};
 use super::topology::declare_control;
 use crate::{BrokerResult, PrioritySelector, QueueRef};
 
@@ -23,10 +25,13 @@ use crate::{BrokerResult, PrioritySelector, QueueRef};
 pub(crate) struct Lane {
     pub name: String,
     pub priority: Priority,
-    buffer: Mutex<VecDeque<lapin::message::Delivery>>,
-    /// The channel consuming now, kept to close it on `reset`.
-    channel: Mutex<Option<Channel>>,
+    buffer: Mutex<VecDeque<Buffered>>,
+    /// The channel consuming now and its settler, kept to close them on `reset`.
+    channel: Mutex<Option<(Channel, Arc<ChannelSettler>)>>,
 }
+
+/// A delivery waiting to be taken, with the settler of the channel it came on.
+pub(crate) type Buffered = (Arc<ChannelSettler>, lapin::message::Delivery);
 
 #[derive(Debug)]
 pub(crate) struct QueueConsumer {
@@ -46,7 +51,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl QueueConsumer {
     /// Starts consuming `queue` (one task per lane).
-    pub(crate) fn start(queue: QueueRef, names: &Names, sessions: Arc<Sessions>) -> Arc<Self> {
+    pub(crate) fn start(
+        queue: QueueRef,
+        names: &Names,
+        sessions: Arc<Sessions>,
+        settles: Arc<SettleTotals>,
+    ) -> Arc<Self> {
         let lanes = names
             .queues_of(&queue)
             .into_iter()
@@ -69,7 +79,13 @@ impl QueueConsumer {
             .map(|lane| {
                 let weak = Arc::downgrade(&consumer);
                 let names = names.clone();
-                tokio::spawn(run_lane(weak, lane, names, sessions.clone()))
+                tokio::spawn(run_lane(
+                    weak,
+                    lane,
+                    names,
+                    sessions.clone(),
+                    settles.clone(),
+                ))
             })
             .collect();
         *lock(&consumer.tasks) = tasks;
@@ -77,7 +93,7 @@ impl QueueConsumer {
     }
 
     /// Takes up to `max` buffered deliveries, paid before free without starving free.
-    pub(crate) fn take(&self, max: usize) -> Vec<(Priority, lapin::message::Delivery)> {
+    pub(crate) fn take(&self, max: usize) -> Vec<(Priority, Buffered)> {
         let mut out = Vec::new();
         let mut selector = lock(&self.selector);
         while out.len() < max {
@@ -107,7 +123,8 @@ impl QueueConsumer {
         for lane in &self.lanes {
             let channel = lock(&lane.channel).take();
             lock(&lane.buffer).clear();
-            if let Some(channel) = channel {
+            if let Some((channel, settler)) = channel {
+                settler.close();
                 close_channel(&channel, self.op_timeout, "clipfleet: consumer reset").await;
             }
         }
@@ -173,7 +190,13 @@ async fn open_lane(
     Ok((channel, consumer))
 }
 
-async fn run_lane(owner: Weak<QueueConsumer>, index: usize, names: Names, sessions: Arc<Sessions>) {
+async fn run_lane(
+    owner: Weak<QueueConsumer>,
+    index: usize,
+    names: Names,
+    sessions: Arc<Sessions>,
+    settles: Arc<SettleTotals>,
+) {
     let mut backoff = sessions.options().reconnect_min;
     loop {
         let Some(consumer) = owner.upgrade() else {
@@ -190,7 +213,12 @@ async fn run_lane(owner: Weak<QueueConsumer>, index: usize, names: Names, sessio
         .await;
         match opened {
             Ok((channel, mut stream)) => {
-                *lock(&lane.channel) = Some(channel);
+                let settler = ChannelSettler::new(
+                    channel.clone(),
+                    sessions.options().op_timeout,
+                    settles.clone(),
+                );
+                *lock(&lane.channel) = Some((channel, settler.clone()));
                 backoff = sessions.options().reconnect_min;
                 drop(consumer);
                 while let Some(item) = stream.next().await {
@@ -199,7 +227,9 @@ async fn run_lane(owner: Weak<QueueConsumer>, index: usize, names: Names, sessio
                     };
                     match item {
                         Ok(delivery) => {
-                            lock(&consumer.lanes[index].buffer).push_back(delivery);
+                            settler.delivered(delivery.delivery_tag);
+                            lock(&consumer.lanes[index].buffer)
+                                .push_back((settler.clone(), delivery));
                             consumer.arrived.notify_waiters();
                         }
                         Err(err) => {
@@ -208,11 +238,12 @@ async fn run_lane(owner: Weak<QueueConsumer>, index: usize, names: Names, sessio
                         }
                     }
                 }
+                // What this channel delivered can no longer be acked: RabbitMQ requeues it.
+                settler.close();
                 let Some(consumer) = owner.upgrade() else {
                     return;
                 };
                 let lane = &consumer.lanes[index];
-                // What this channel delivered can no longer be acked: RabbitMQ requeues it.
                 lock(&lane.buffer).clear();
                 lock(&lane.channel).take();
                 warn!(queue = %lane.name, "consumer lost its channel; consuming again");

@@ -14,6 +14,7 @@ mod headers;
 mod mover;
 mod names;
 mod session;
+mod settle;
 mod topology;
 
 use std::collections::{HashMap, HashSet};
@@ -24,8 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use clipfleet_proto::{PoolName, WorkerId};
 use lapin::options::{
-    BasicAckOptions, BasicNackOptions, BasicPublishOptions, QueueDeclareOptions,
-    QueueDeleteOptions, QueuePurgeOptions,
+    BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation};
@@ -33,6 +33,9 @@ use lapin::{Channel, Confirmation};
 use self::consumer::QueueConsumer;
 use self::names::{CONTROL_ROUTING_KEY, EVENTS_ROUTING_KEY, Names, retry_step};
 use self::session::{Sessions, amqp_error, bounded, close_channel};
+pub(crate) use self::settle::ChannelSettler;
+pub use self::settle::SettleStats;
+use self::settle::{Settle, SettleTotals};
 use crate::model::{LeaseToken, check_headers, headers_for_retry, retries_of};
 use crate::{
     Broker, BrokerAdmin, BrokerError, BrokerErrorKind, BrokerOptions, BrokerResult, ControlBus,
@@ -53,6 +56,8 @@ struct Inner {
     consumers: Mutex<HashMap<QueueRef, Arc<QueueConsumer>>>,
     /// Retry steps whose TTL queue this process declared.
     retry_steps: Mutex<HashSet<Duration>>,
+    /// Settles and the frames they took, over every consumer channel.
+    settles: Arc<SettleTotals>,
 }
 
 impl Drop for Inner {
@@ -71,15 +76,28 @@ fn lease_lost(why: &str) -> BrokerError {
     BrokerError::new(BrokerErrorKind::LeaseLost, why.to_owned())
 }
 
+/// A delivery's place on its channel: what settles it.
+struct Held<'a> {
+    settler: &'a Arc<ChannelSettler>,
+    tag: u64,
+}
+
+impl Held<'_> {
+    fn usable(&self) -> bool {
+        self.settler.holds(self.tag)
+    }
+}
+
 /// The parts of an AMQP lease.
-fn amqp_parts(lease: &Lease) -> BrokerResult<(&lapin::Acker, &Arc<str>, &Bytes, &crate::Headers)> {
+fn amqp_parts(lease: &Lease) -> BrokerResult<(Held<'_>, &Arc<str>, &Bytes, &crate::Headers)> {
     match &lease.token {
         LeaseToken::Amqp {
-            acker,
+            settler,
+            tag,
             routing_key,
             body,
             headers,
-        } => Ok((acker, routing_key, body, headers)),
+        } => Ok((Held { settler, tag: *tag }, routing_key, body, headers)),
         #[allow(unreachable_patterns)] // reachable when other backends are compiled in
         _ => Err(BrokerError::new(
             BrokerErrorKind::InvalidInput,
@@ -105,6 +123,7 @@ impl AmqpBroker {
                 names,
                 consumers: Mutex::new(HashMap::new()),
                 retry_steps: Mutex::new(HashSet::new()),
+                settles: Arc::default(),
             }),
         };
         broker
@@ -166,6 +185,12 @@ impl AmqpBroker {
         self.inner.sessions.close().await;
     }
 
+    /// Deliveries settled so far and the `basic.ack`/`basic.nack` frames written for them:
+    /// how well acks coalesce (`settle.rs`).
+    pub fn settle_stats(&self) -> SettleStats {
+        self.inner.settles.snapshot()
+    }
+
     fn consumer(&self, queue: &QueueRef) -> Arc<QueueConsumer> {
         lock(&self.inner.consumers)
             .entry(queue.clone())
@@ -174,6 +199,7 @@ impl AmqpBroker {
                     queue.clone(),
                     &self.inner.names,
                     self.inner.sessions.clone(),
+                    self.inner.settles.clone(),
                 )
             })
             .clone()
@@ -246,42 +272,21 @@ impl AmqpBroker {
         Ok(())
     }
 
-    /// Acks or nacks one delivery. Bounded: a settle that cannot be written within the
+    /// Acks or nacks one delivery through its channel's settler (coalesced with the channel's
+    /// other settles, `settle.rs`). Bounded: a settle that cannot be written within the
     /// operation timeout is a lost lease (RabbitMQ redelivers when the channel goes), never a
     /// job slot held forever.
-    async fn settle(&self, acker: &lapin::Acker, requeue: Option<bool>) -> BrokerResult<()> {
-        let settling = async {
-            match requeue {
-                None => acker.ack(BasicAckOptions::default()).await,
-                Some(requeue) => {
-                    acker
-                        .nack(BasicNackOptions {
-                            requeue,
-                            multiple: false,
-                        })
-                        .await
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout(), settling).await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(lease_lost(
-                "delivery already settled, or its channel closed",
-            )),
-            Ok(Err(err)) => Err(lease_lost(&format!(
-                "channel closed before settling: {err}"
-            ))),
-            Err(_) => Err(lease_lost(&format!(
-                "no settle written within {:?}: the channel is stuck",
-                self.timeout()
-            ))),
-        }
+    async fn settle(&self, held: &Held<'_>, how: Settle) -> BrokerResult<()> {
+        held.settler
+            .settle(held.tag, how)
+            .await
+            .map_err(|why| lease_lost(&why))
     }
 
     fn to_delivery(
         queue: &Arc<QueueRef>,
         priority: clipfleet_proto::Priority,
-        delivery: lapin::message::Delivery,
+        (settler, delivery): consumer::Buffered,
     ) -> Delivery {
         let (headers, delivery_count) = headers::read(&delivery.properties);
         let body = Bytes::from(delivery.data);
@@ -289,7 +294,8 @@ impl AmqpBroker {
             lease: Lease {
                 queue: queue.clone(),
                 token: LeaseToken::Amqp {
-                    acker: delivery.acker,
+                    settler,
+                    tag: delivery.delivery_tag,
                     routing_key: Arc::from(delivery.routing_key.as_str()),
                     body: body.clone(),
                     headers: headers.clone(),
@@ -369,13 +375,17 @@ impl Broker for AmqpBroker {
     }
 
     async fn ack(&self, leases: &[Lease]) -> BrokerResult<()> {
-        let mut lost = 0;
+        // Asked all at once, so a batch goes out as one `multiple` ack where its tags allow.
+        let mut settles = Vec::with_capacity(leases.len());
         for lease in leases {
-            let (acker, ..) = amqp_parts(lease)?;
-            if self.settle(acker, None).await.is_err() {
-                lost += 1;
-            }
+            let (held, ..) = amqp_parts(lease)?;
+            settles.push(held.settler.settle(held.tag, Settle::Ack));
         }
+        let lost = futures_util::future::join_all(settles)
+            .await
+            .into_iter()
+            .filter(Result::is_err)
+            .count();
         if lost > 0 {
             return Err(lease_lost(&format!(
                 "{lost} of {} deliveries could not be acked",
@@ -386,11 +396,11 @@ impl Broker for AmqpBroker {
     }
 
     async fn nack(&self, lease: &Lease, action: Nack) -> BrokerResult<()> {
-        let (acker, routing_key, body, headers) = amqp_parts(lease)?;
+        let (held, routing_key, body, headers) = amqp_parts(lease)?;
         match action {
-            Nack::Requeue => self.settle(acker, Some(true)).await,
+            Nack::Requeue => self.settle(&held, Settle::Nack { requeue: true }).await,
             Nack::RetryAfter(delay) => {
-                if !acker.usable() {
+                if !held.usable() {
                     return Err(lease_lost(
                         "delivery already settled, or its channel closed",
                     ));
@@ -409,7 +419,7 @@ impl Broker for AmqpBroker {
                     vec![copy],
                 )
                 .await?;
-                self.settle(acker, None).await
+                self.settle(&held, Settle::Ack).await
             }
         }
     }
@@ -421,8 +431,8 @@ impl Broker for AmqpBroker {
                 format!("{} has no dead-letter queue", lease.queue()),
             ));
         }
-        let (acker, routing_key, body, headers) = amqp_parts(lease)?;
-        if !acker.usable() {
+        let (held, routing_key, body, headers) = amqp_parts(lease)?;
+        if !held.usable() {
             return Err(lease_lost(
                 "delivery already settled, or its channel closed",
             ));
@@ -440,12 +450,12 @@ impl Broker for AmqpBroker {
             vec![letter],
         )
         .await?;
-        self.settle(acker, None).await
+        self.settle(&held, Settle::Ack).await
     }
 
     async fn extend_lease(&self, lease: &Lease, _lease_for: Duration) -> BrokerResult<()> {
-        let (acker, ..) = amqp_parts(lease)?;
-        if acker.usable() {
+        let (held, ..) = amqp_parts(lease)?;
+        if held.usable() {
             Ok(())
         } else {
             Err(lease_lost("the delivery's channel closed"))
