@@ -16,7 +16,7 @@ use clipfleet_infer::{
     PARAMS_LEN, PersonalizeRequest, RgbFrame,
 };
 use clipfleet_media::{
-    MediaError, RgbImage, STILL_JPEG_QUALITY, decode, encode_jpeg, fit_around, fit_within,
+    MediaError, RgbImage, STILL_JPEG_QUALITY, decode, encode_jpeg, fit_around, fit_within, probe,
 };
 use clipfleet_proto::{
     Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, JobKind, Motion, SessionRef, Sha256Hex,
@@ -561,54 +561,86 @@ async fn fetch(
         ),
         None => None,
     };
-    let box_size = detector.map(|d| (d.input.width, d.input.height));
-    let blocking = |err: tokio::task::JoinError| {
-        JobError::Transient(ErrorCode::Internal, format!("decode task: {err}"))
+    // A photo of a few thousand pixels decodes and fits in microseconds: cheaper on the job's
+    // task than handed to the blocking pool and back (two thread wake-ups each way).
+    let quick = photo.len() <= QUICK_PHOTO_BYTES
+        && probe(&photo, &limits)
+            .is_ok_and(|info| u64::from(info.width) * u64::from(info.height) <= QUICK_PHOTO_PIXELS);
+    let Some(detector) = detector else {
+        // Nothing to detect: decode and fit in one go, centred on the middle.
+        let target = spec.clone();
+        let work = move || {
+            let image = decode(&photo, &limits)?;
+            drop(photo); // the encoded photo is zeroized as soon as it is decoded
+            let (width, height) = fitted_size(&target, size, &image);
+            let (fitted, _) = fit_around(&image, width, height, middle(&image))?;
+            Ok((fitted, (0.0, 0.0)))
+        };
+        return on_cpu(quick, work).await;
     };
-    let (image, small) = tokio::task::spawn_blocking(move || {
+    let box_size = (detector.input.width, detector.input.height);
+    let (image, (small, back)) = on_cpu(quick, move || {
         let image = decode(&photo, &limits)?;
         drop(photo); // the encoded photo is zeroized as soon as it is decoded
-        let small = box_size
-            .map(|(w, h)| fit_within(&image, w, h))
-            .transpose()?;
-        Ok::<_, MediaError>((image, small))
+        let small = fit_within(&image, box_size.0, box_size.1)?;
+        Ok((image, small))
     })
-    .await
-    .map_err(blocking)?
-    .map_err(media_error)?;
-    let (width, height) = size
-        .or_else(|| {
-            spec.nearest_aspect(image.width, image.height)
-                .and_then(|aspect| spec.aspect_size(aspect))
-        })
-        .unwrap_or((spec.input.width, spec.input.height));
-    let middle = (f64::from(image.width) / 2.0, f64::from(image.height) / 2.0);
-    let face_centre = match (detector, small) {
-        (Some(detector), Some((small, back))) => {
-            let request = DetectRequest {
-                model: detector.name.clone(),
-                version: detector.version.clone(),
-                image: frame_of(small)?,
-            };
-            let faces = shared
-                .engine
-                .detect(request)
-                .instrument(info_span!("frame"))
-                .await
-                .map_err(infer_error)?;
-            // Only the point to frame on leaves this block; the boxes are dropped here.
-            framing::focus(&faces).map(|(x, y)| (x * back, y * back))
-        }
-        _ => None,
+    .await?;
+    let (width, height) = fitted_size(spec, size, &image);
+    let request = DetectRequest {
+        model: detector.name.clone(),
+        version: detector.version.clone(),
+        image: frame_of(small)?,
     };
-    tokio::task::spawn_blocking(move || {
-        let (fitted, crop) = fit_around(&image, width, height, face_centre.unwrap_or(middle))?;
+    let faces = shared
+        .engine
+        .detect(request)
+        .instrument(info_span!("frame"))
+        .await
+        .map_err(infer_error)?;
+    // Only the point to frame on leaves this block; the boxes are dropped here.
+    let face_centre = framing::focus(&faces).map(|(x, y)| (x * back, y * back));
+    on_cpu(quick, move || {
+        let (fitted, crop) =
+            fit_around(&image, width, height, face_centre.unwrap_or(middle(&image)))?;
         let focus = face_centre.map_or((0.0, 0.0), |(x, y)| crop.to_frame(x, y));
         Ok((fitted, focus))
     })
     .await
-    .map_err(blocking)?
-    .map_err(media_error)
+}
+
+/// Photos at most this large (encoded bytes, and pixels by their header) are decoded and fitted
+/// on the job's task (a 64×64 photo: tens of microseconds); larger ones on the blocking pool.
+const QUICK_PHOTO_BYTES: usize = 64 << 10;
+const QUICK_PHOTO_PIXELS: u64 = 64 * 64;
+
+/// Runs photo work in place when `quick`, else on the blocking pool.
+async fn on_cpu<T: Send + 'static>(
+    quick: bool,
+    work: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
+) -> Result<T, JobError> {
+    let done = if quick {
+        work()
+    } else {
+        tokio::task::spawn_blocking(work).await.map_err(|err| {
+            JobError::Transient(ErrorCode::Internal, format!("decode task: {err}"))
+        })?
+    };
+    done.map_err(media_error)
+}
+
+/// The size a photo is fitted to: the job's (a training's), else the model's aspect bucket
+/// nearest the photo, else the model's input.
+fn fitted_size(spec: &ModelSpec, size: Option<(u32, u32)>, image: &RgbImage) -> (u32, u32) {
+    size.or_else(|| {
+        spec.nearest_aspect(image.width, image.height)
+            .and_then(|aspect| spec.aspect_size(aspect))
+    })
+    .unwrap_or((spec.input.width, spec.input.height))
+}
+
+fn middle(image: &RgbImage) -> (f64, f64) {
+    (f64::from(image.width) / 2.0, f64::from(image.height) / 2.0)
 }
 
 fn event_name(kind: &EventKind) -> &'static str {
