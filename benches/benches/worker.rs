@@ -40,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use clipfleet_benches::{bare_forward_rate, env_usize, median, proc_status_kib, process_cpu_ms};
 use clipfleet_broker::{
-    Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive, connect,
+    AmqpBroker, Broker, BrokerOptions, InMemoryBroker, PoolSpec, QueueRef, Receive,
 };
 use clipfleet_infer::{Device, Engine, EngineConfig, ModelRegistry, ModelSpec};
 use clipfleet_proto::JobId;
@@ -547,9 +547,10 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
             prefetch: config.broker_prefetch(),
             ..BrokerOptions::default()
         };
-        let broker = runtime
-            .block_on(connect(&clipfleet_testkit::amqp_url(), options))
+        let amqp = runtime
+            .block_on(AmqpBroker::connect(&clipfleet_testkit::amqp_url(), options))
             .expect("rabbitmq");
+        let broker: Arc<dyn Broker> = Arc::new(amqp.clone());
         let (engine, models, _) = load(&noop, env_usize("BENCH_DISPATCH_BATCH", 32));
         // What a job message weighs on the wire (the raw loop's messages weigh the same).
         let body_len = {
@@ -572,10 +573,12 @@ fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usi
             side,
             config.clone(),
         ));
+        let settles = amqp.settle_stats();
         println!(
-            "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job; RSS {:.1} MiB before the worker, peak {:.1} MiB",
+            "round {round}: dispatch {:.0} jobs/s, {:.3} broker messages per job, {:.1} deliveries settled per ack frame; RSS {:.1} MiB before the worker, peak {:.1} MiB",
             run.jobs_per_s,
             run.messages_per_job,
+            settles.settled as f64 / settles.frames.max(1) as f64,
             run.rss_before_kib as f64 / 1024.0,
             run.rss_peak_kib as f64 / 1024.0
         );
