@@ -118,6 +118,30 @@ fn probe_keeping_decoder<'a>(
 /// Fails with a typed error, never a panic, on any input.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RgbImage, MediaError> {
     let (info, probed) = probe_keeping_decoder(bytes, limits)?;
+    decode_probed(bytes, limits, info, probed)
+}
+
+/// [`decode`], but only a photo whose header says it has at most `max_pixels` pixels: `None` for
+/// a larger one (nothing decoded). A caller on an async runtime decodes small photos in place
+/// with it, the header read once, and hands the rest to a blocking thread.
+pub fn decode_within(
+    bytes: &[u8],
+    limits: &Limits,
+    max_pixels: u64,
+) -> Result<Option<RgbImage>, MediaError> {
+    let (info, probed) = probe_keeping_decoder(bytes, limits)?;
+    if u64::from(info.width) * u64::from(info.height) > max_pixels {
+        return Ok(None);
+    }
+    decode_probed(bytes, limits, info, probed).map(Some)
+}
+
+fn decode_probed(
+    bytes: &[u8],
+    limits: &Limits,
+    info: ImageInfo,
+    probed: Option<ProbedJpeg<'_>>,
+) -> Result<RgbImage, MediaError> {
     let (image, orientation) = match (info.format, probed) {
         // Its headers read and its markers walked to EOI by the probe.
         (ImageFormat::Jpeg, Some(decoder)) => decode_jpeg(decoder)?,

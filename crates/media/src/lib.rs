@@ -48,7 +48,7 @@ pub use ffmpeg::FfmpegEncoder;
 pub use fit::{Crop, FitMode, MAX_FIT_SIDE_PX, cover_crop, fit, fit_around, fit_within};
 pub use frame::RgbImage;
 pub use h264::Openh264Encoder;
-pub use intake::{ImageInfo, decode, probe};
+pub use intake::{ImageInfo, decode, decode_within, probe};
 pub use limits::Limits;
 pub use routed::{DEFAULT_SMALL_CLIP_PIXELS, SizeRoutedEncoder};
 pub use sniff::{ImageFormat, sniff};

@@ -2,7 +2,8 @@
 //! header bombs, limits, and random or mutated bytes.
 
 use clipfleet_media::{
-    FitMode, ImageFormat, Limits, MediaErrorKind, RgbImage, decode, fit, probe, sniff,
+    FitMode, ImageFormat, Limits, MediaErrorKind, RgbImage, decode, decode_within, fit, probe,
+    sniff,
 };
 use clipfleet_testkit::{png_claiming, with_exif_orientation};
 use image::codecs::jpeg::JpegEncoder;
@@ -148,6 +149,31 @@ fn a_jpeg_cut_in_its_scan_data_is_a_bad_image() {
         let err = decode(&whole[..cut], &limits()).unwrap_err();
         assert_eq!(err.kind, MediaErrorKind::BadImage, "cut at {cut}: {err}");
     }
+}
+
+#[test]
+fn decode_within_decodes_only_photos_up_to_its_pixel_count() {
+    let rgb = ExtendedColorType::Rgb8;
+    for bytes in [
+        jpeg(64, 32),
+        png(64, 32, &halves(64, 32), rgb),
+        webp(64, 32),
+    ] {
+        let whole = decode(&bytes, &limits()).unwrap();
+        let within = decode_within(&bytes, &limits(), 64 * 32).unwrap();
+        assert_eq!(within.map(|image| image.data), Some(whole.data));
+        assert!(
+            decode_within(&bytes, &limits(), 64 * 32 - 1)
+                .unwrap()
+                .is_none()
+        );
+    }
+    // A bad photo is an error either way, never "too large to look at".
+    let whole = jpeg(64, 32);
+    let err = decode_within(&whole[..whole.len() - 10], &limits(), 1 << 20).unwrap_err();
+    assert_eq!(err.kind, MediaErrorKind::BadImage);
+    let err = decode_within(b"not a photo", &limits(), 1 << 20).unwrap_err();
+    assert_eq!(err.kind, MediaErrorKind::UnsupportedFormat, "{err}");
 }
 
 const PROGRESSIVE: &[u8] = include_bytes!("data/progressive-restart.jpg");

@@ -16,7 +16,8 @@ use clipfleet_infer::{
     PARAMS_LEN, PersonalizeRequest, RgbFrame,
 };
 use clipfleet_media::{
-    MediaError, RgbImage, STILL_JPEG_QUALITY, decode, encode_jpeg, fit_around, fit_within, probe,
+    MediaError, RgbImage, STILL_JPEG_QUALITY, decode, decode_within, encode_jpeg, fit_around,
+    fit_within,
 };
 use clipfleet_proto::{
     Aspect, ErrorCode, EventKind, GenerateJob, JobEvent, JobKind, Motion, SessionRef, Sha256Hex,
@@ -563,15 +564,25 @@ async fn fetch(
     };
     // A photo of a few thousand pixels decodes and fits in microseconds: cheaper on the job's
     // task than handed to the blocking pool and back (two thread wake-ups each way).
-    let quick = photo.len() <= QUICK_PHOTO_BYTES
-        && probe(&photo, &limits)
-            .is_ok_and(|info| u64::from(info.width) * u64::from(info.height) <= QUICK_PHOTO_PIXELS);
+    let small = if photo.len() <= QUICK_PHOTO_BYTES {
+        decode_within(&photo, &limits, QUICK_PHOTO_PIXELS).map_err(media_error)?
+    } else {
+        None
+    };
+    let quick = small.is_some();
+    let decoded = move || {
+        let image = match small {
+            Some(image) => image,
+            None => decode(&photo, &limits)?,
+        };
+        drop(photo); // the encoded photo is zeroized as soon as it is decoded
+        Ok::<_, MediaError>(image)
+    };
     let Some(detector) = detector else {
         // Nothing to detect: decode and fit in one go, centred on the middle.
         let target = spec.clone();
         let work = move || {
-            let image = decode(&photo, &limits)?;
-            drop(photo); // the encoded photo is zeroized as soon as it is decoded
+            let image = decoded()?;
             let (width, height) = fitted_size(&target, size, &image);
             let (fitted, _) = fit_around(&image, width, height, middle(&image))?;
             Ok((fitted, (0.0, 0.0)))
@@ -579,18 +590,17 @@ async fn fetch(
         return on_cpu(quick, work).await;
     };
     let box_size = (detector.input.width, detector.input.height);
-    let (image, (small, back)) = on_cpu(quick, move || {
-        let image = decode(&photo, &limits)?;
-        drop(photo); // the encoded photo is zeroized as soon as it is decoded
-        let small = fit_within(&image, box_size.0, box_size.1)?;
-        Ok((image, small))
+    let (image, (seen, back)) = on_cpu(quick, move || {
+        let image = decoded()?;
+        let seen = fit_within(&image, box_size.0, box_size.1)?;
+        Ok((image, seen))
     })
     .await?;
     let (width, height) = fitted_size(spec, size, &image);
     let request = DetectRequest {
         model: detector.name.clone(),
         version: detector.version.clone(),
-        image: frame_of(small)?,
+        image: frame_of(seen)?,
     };
     let faces = shared
         .engine
@@ -610,7 +620,8 @@ async fn fetch(
 }
 
 /// Photos at most this large (encoded bytes, and pixels by their header) are decoded and fitted
-/// on the job's task (a 64×64 photo: tens of microseconds); larger ones on the blocking pool.
+/// on the job's task (a 64×64 photo: tens of microseconds); larger ones on the blocking pool,
+/// their header read again there (a few microseconds beside their decode).
 const QUICK_PHOTO_BYTES: usize = 64 << 10;
 const QUICK_PHOTO_PIXELS: u64 = 64 * 64;
 
