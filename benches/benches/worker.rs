@@ -22,7 +22,8 @@
 //! publisher's. Environment: BENCH_JOBS (overlap, default 192), BENCH_DISPATCH_JOBS (default
 //! 3000), BENCH_SIZE (overlap's model input side, default 128), BENCH_ROUNDS (default 3),
 //! BENCH_SLOTS (jobs the overlap worker holds, default 64), BENCH_DISPATCH_SLOTS (the dispatch
-//! worker's, default 256; its prefetch follows, as in `clip-worker serve`),
+//! worker's, default 512: measured best of 128-1024 for coalescing; its prefetch follows, as in
+//! `clip-worker serve`),
 //! BENCH_DISPATCH_BATCH (engine max batch for `noop`, default 32 as in the manifest; `cost`
 //! runs at 8), BENCH_DISPATCH_SIZE and BENCH_DISPATCH_FRAMES (`noop`'s input side and frames,
 //! default 16 and 1; 64 and 4 add some pixel work), BENCH_THREADS (libtorch intra-op threads,
@@ -530,7 +531,7 @@ fn overlap(runtime: &tokio::runtime::Runtime, jobs: usize, side: u32, rounds: us
 fn dispatch(runtime: &tokio::runtime::Runtime, dispatch_jobs: usize, rounds: usize) {
     let side = env_usize("BENCH_DISPATCH_SIZE", 16) as u32;
     let frames = env_usize("BENCH_DISPATCH_FRAMES", 1) as u32;
-    let slots = env_usize("BENCH_DISPATCH_SLOTS", 256);
+    let slots = env_usize("BENCH_DISPATCH_SLOTS", 512);
     let config = worker_config(slots);
     let noop = manifest("noop", side, Some(frames));
     let mut rates = Vec::new();
