@@ -51,6 +51,10 @@ struct ServeArgs {
     /// Print the bound address on stdout once listening (for scripts using port 0).
     #[arg(long)]
     print_addr: bool,
+    /// MiB of photos held in memory at once over every upload; an upload waits for room before
+    /// reading its photo. Raise it where many clients upload slowly.
+    #[arg(long, env = "CLIPFLEET_UPLOAD_BUFFER_MIB", default_value_t = 4)]
+    upload_buffer_mib: usize,
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -58,6 +62,7 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    tune_malloc();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,6 +72,30 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve(args)),
     }
 }
+
+/// glibc's allocator, set for a process whose memory is mostly upload buffers of a few hundred
+/// KB, before any thread starts: one arena (per-thread arenas each kept the freed buffers of
+/// their own threads: two held ~40 MB at 100 concurrent uploads), and buffers of 128 KiB and up
+/// always mapped and unmapped (glibc's sliding threshold otherwise moves them onto the heap
+/// after the first is freed). Measured with the ingest bench at 100 concurrent 232 KB uploads
+/// on PostgreSQL and RabbitMQ, with an 8 MiB upload budget: peak RSS 75-79 MiB before, 63-64
+/// after (with a 4 MiB budget 58). An operator's `MALLOC_ARENA_MAX` / `MALLOC_MMAP_THRESHOLD_` win.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_malloc() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets allocator parameters; called first thing in main, before
+        // any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: as above.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10) };
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
 
 #[allow(clippy::print_stdout)] // --print-addr
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -101,6 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ledger.migrate().await.context("ledger migrations")?;
     let mut ingest_options = IngestOptions::default();
     ingest_options.trust_forwarded_for = args.trust_forwarded_for;
+    ingest_options.upload_buffer_bytes = args.upload_buffer_mib.saturating_mul(1 << 20);
     let ingest = Ingest::new(
         config,
         IngestDeps {

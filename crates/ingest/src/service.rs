@@ -56,6 +56,12 @@ pub struct IngestOptions {
     pub trust_forwarded_for: bool,
     /// Event batches received at once by the event consumer.
     pub event_batch: usize,
+    /// Photo bytes held in memory at once, over every upload (read and not yet stored): an
+    /// upload waits for room before it reads its photo (its client waits on TCP meanwhile), so
+    /// a burst of uploads costs this much memory, not one buffer per connection. A photo larger
+    /// than the whole budget takes all of it. Slow clients hold their room while they upload:
+    /// size it for the clients, not only for memory.
+    pub upload_buffer_bytes: usize,
 }
 
 impl Default for IngestOptions {
@@ -65,6 +71,7 @@ impl Default for IngestOptions {
             publish_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
             event_batch: 64,
+            upload_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -79,6 +86,8 @@ pub(crate) struct State {
     pub registry: Arc<Registry>,
     /// Usage records, written in groups.
     pub usage: crate::usage::UsageLog,
+    /// Room for photos in memory, in bytes (`IngestOptions::upload_buffer_bytes`).
+    pub uploads: crate::submit::UploadBudget,
 }
 
 impl State {
@@ -141,6 +150,7 @@ impl Ingest {
         let metrics = Metrics::register(&mut registry);
         let admission = Admission::new(options.admission_refresh);
         let usage = crate::usage::UsageLog::start(deps.ledger.clone());
+        let uploads = crate::submit::UploadBudget::new(options.upload_buffer_bytes);
         Ok(Ingest {
             state: Arc::new(State {
                 config,
@@ -151,6 +161,7 @@ impl Ingest {
                 metrics,
                 registry: Arc::new(registry),
                 usage,
+                uploads,
             }),
         })
     }

@@ -48,7 +48,9 @@ pub(crate) use personalize::personalize;
 use crate::client::Caller;
 use crate::error::ApiError;
 use crate::service::State as AppState;
-use crate::submit::{check_account, multipart_error, probe_photo, read_photo, remove_photo};
+use crate::submit::{
+    HeldPhoto, check_account, multipart_error, probe_photo, read_photo, remove_photo,
+};
 
 /// Largest JSON body of a session call.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -213,7 +215,7 @@ pub(crate) async fn upload(
     }
     let mut multipart = multipart
         .map_err(|rejection| ApiError::bad_request(format!("not a multipart form: {rejection}")))?;
-    let mut photo: Option<Bytes> = None;
+    let mut photo: Option<HeldPhoto> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("photo") if photo.is_none() => {
@@ -228,7 +230,9 @@ pub(crate) async fn upload(
             }
         }
     }
-    let photo = photo.ok_or_else(|| ApiError::bad_request("the form has no photo part"))?;
+    let held = photo.ok_or_else(|| ApiError::bad_request("the form has no photo part"))?;
+    // Its room in the upload budget is held until the photo is stored (the end of this call).
+    let photo = held.bytes.clone();
     if photo.is_empty() {
         return Err(ApiError::bad_request("the photo part is empty"));
     }

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
@@ -167,7 +168,7 @@ async fn accept(
         .map_err(|rejection| ApiError::bad_request(format!("not a multipart form: {rejection}")))?;
     let mut checked: Option<Checked> = None;
     let mut params_seen = false;
-    let mut photo: Option<Bytes> = None;
+    let mut photo: Option<HeldPhoto> = None;
     let mut session_part: Option<String> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
@@ -206,7 +207,9 @@ async fn accept(
         }
     }
     let checked = checked.ok_or_else(|| ApiError::bad_request("the form has no params part"))?;
-    let photo = photo.ok_or_else(|| ApiError::bad_request("the form has no photo part"))?;
+    let held = photo.ok_or_else(|| ApiError::bad_request("the form has no photo part"))?;
+    // Its room in the upload budget is held until the photo is stored (the end of this call).
+    let photo = held.bytes.clone();
     if photo.is_empty() {
         return Err(ApiError::bad_request("the photo part is empty"));
     }
@@ -302,19 +305,56 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// Reads a `photo` part with the upload bound (the request's length sizes the buffer).
+/// Room for photos in memory, shared by every upload: bytes, as semaphore permits.
+#[derive(Debug)]
+pub(crate) struct UploadBudget {
+    room: Arc<Semaphore>,
+    total: usize,
+}
+
+/// A photo read into memory, with the room it takes (given back when dropped).
+pub(crate) struct HeldPhoto {
+    pub bytes: Bytes,
+    _room: OwnedSemaphorePermit,
+}
+
+impl UploadBudget {
+    pub(crate) fn new(total: usize) -> Self {
+        let total = total.clamp(1, u32::MAX as usize);
+        UploadBudget {
+            room: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Waits for room for `bytes` (all of it, for a photo larger than the whole budget).
+    async fn reserve(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let wanted = u32::try_from(bytes.clamp(1, self.total)).unwrap_or(u32::MAX);
+        self.room
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the upload budget is never closed")
+    }
+}
+
+/// Reads a `photo` part with the upload bound (the request's length sizes the buffer), once the
+/// upload budget has room for it.
 pub(crate) async fn read_photo(
     state: &AppState,
     headers: &HeaderMap,
     field: Field<'_>,
-) -> Result<Bytes, ApiError> {
+) -> Result<HeldPhoto, ApiError> {
     let max_photo = usize::try_from(state.config.limits.max_upload_bytes).unwrap_or(usize::MAX);
     // The request's length bounds the photo's: one allocation, no regrowth copies.
-    let expected = headers
+    let length = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(max_photo);
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let expected = length.unwrap_or(0).min(max_photo);
+    let room = state
+        .uploads
+        .reserve(length.unwrap_or(max_photo).min(max_photo))
+        .await;
     let bytes = read_field(field, expected, max_photo, || {
         ApiError::new(
             ErrorCode::TooLarge,
@@ -323,7 +363,7 @@ pub(crate) async fn read_photo(
     })
     .await?;
     state.metrics.upload_bytes.inc_by(bytes.len() as u64);
-    Ok(bytes)
+    Ok(HeldPhoto { bytes, _room: room })
 }
 
 /// Sniffs the photo and probes its header against the byte and pixel bounds; its media type.
@@ -738,5 +778,32 @@ pub(crate) fn parse_priority(text: Option<&str>) -> Result<Priority, ApiError> {
             ),
         )),
         Some(priority) => Ok(priority),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::UploadBudget;
+
+    #[tokio::test]
+    async fn uploads_wait_for_room_and_a_photo_over_the_budget_takes_all_of_it() {
+        let budget = UploadBudget::new(1000);
+        let first = budget.reserve(600).await;
+        let second = tokio::time::timeout(Duration::from_millis(50), budget.reserve(600)).await;
+        assert!(second.is_err(), "600 + 600 bytes fit a 1000 byte budget");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), budget.reserve(600))
+            .await
+            .expect("room once the first photo is stored");
+        drop(second);
+        // Larger than the whole budget: admitted alone, never stuck forever.
+        let huge = tokio::time::timeout(Duration::from_secs(5), budget.reserve(1 << 30))
+            .await
+            .expect("a photo over the budget takes all of it");
+        assert_eq!(budget.room.available_permits(), 0);
+        drop(huge);
+        assert_eq!(budget.room.available_permits(), 1000);
     }
 }
