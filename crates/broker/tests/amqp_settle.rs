@@ -38,29 +38,31 @@ async fn broker_with_pool() -> anyhow::Result<(AmqpBroker, PoolName)> {
     Ok((broker, pool))
 }
 
+/// What arrives within `wait`, stopping early once `enough` did.
+async fn gather(
+    broker: &AmqpBroker,
+    pool: &PoolName,
+    enough: usize,
+    wait: Duration,
+) -> anyhow::Result<Vec<Delivery>> {
+    let queue = QueueRef::Jobs(pool.clone());
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while got.len() < enough && tokio::time::Instant::now() < deadline {
+        let max = (enough - got.len()).min(MESSAGES);
+        let options = Receive::new(max, Duration::from_secs(60), Duration::from_millis(200));
+        got.extend(broker.receive(&queue, options).await?);
+    }
+    Ok(got)
+}
+
 /// Receives until `count` deliveries arrived (within 10 s).
 async fn receive(
     broker: &AmqpBroker,
     pool: &PoolName,
     count: usize,
 ) -> anyhow::Result<Vec<Delivery>> {
-    let queue = QueueRef::Jobs(pool.clone());
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while got.len() < count && tokio::time::Instant::now() < deadline {
-        got.extend(
-            broker
-                .receive(
-                    &queue,
-                    Receive::new(
-                        count - got.len(),
-                        Duration::from_secs(60),
-                        Duration::from_millis(500),
-                    ),
-                )
-                .await?,
-        );
-    }
+    let got = gather(broker, pool, count, Duration::from_secs(10)).await?;
     ensure!(got.len() == count, "received {} of {count}", got.len());
     Ok(got)
 }
@@ -71,24 +73,7 @@ async fn arriving(
     pool: &PoolName,
     wait: Duration,
 ) -> anyhow::Result<Vec<Delivery>> {
-    let queue = QueueRef::Jobs(pool.clone());
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    while tokio::time::Instant::now() < deadline {
-        got.extend(
-            broker
-                .receive(
-                    &queue,
-                    Receive::new(
-                        MESSAGES,
-                        Duration::from_secs(60),
-                        Duration::from_millis(200),
-                    ),
-                )
-                .await?,
-        );
-    }
-    Ok(got)
+    gather(broker, pool, usize::MAX, wait).await
 }
 
 fn bodies(deliveries: &[Delivery]) -> BTreeSet<String> {
