@@ -183,6 +183,15 @@ async fn operator_session(
         .type_into("input[name=token]", OPERATOR_TOKEN)
         .await?;
     browser.click("#login button").await?;
+    // The sign-in answers, then the page moves: wait for the overview (checking the URL at once
+    // raced the navigation on a loaded machine).
+    browser
+        .wait_for(
+            "signed in, on the overview",
+            "return location.pathname === '/' && document.readyState === 'complete';",
+            Duration::from_secs(15),
+        )
+        .await?;
     anyhow::ensure!(
         browser.url().await? == format!("{url}/"),
         "signed in, on the overview"
