@@ -579,15 +579,19 @@ async fn fetch(
         Ok::<_, MediaError>(image)
     };
     let Some(detector) = detector else {
-        // Nothing to detect: decode and fit in one go, centred on the middle.
-        let target = spec.clone();
-        let work = move || {
+        // Nothing to detect: decode and fit in one go, centred on the middle (the entry is
+        // cloned only for the blocking pool).
+        let fit_middle = move |target: &ModelSpec| {
             let image = decoded()?;
-            let (width, height) = fitted_size(&target, size, &image);
+            let (width, height) = fitted_size(target, size, &image);
             let (fitted, _) = fit_around(&image, width, height, middle(&image))?;
             Ok((fitted, (0.0, 0.0)))
         };
-        return on_cpu(quick, work).await;
+        if quick {
+            return fit_middle(spec).map_err(media_error);
+        }
+        let target = spec.clone();
+        return on_cpu(false, move || fit_middle(&target)).await;
     };
     let box_size = (detector.input.width, detector.input.height);
     let (image, (seen, back)) = on_cpu(quick, move || {

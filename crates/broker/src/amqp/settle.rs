@@ -298,16 +298,12 @@ impl ChannelSettler {
 /// lingered long enough, alone. The rest stays asked.
 fn plan(state: &mut State, now: Instant) -> Plan {
     let mut plan = Plan::default();
-    let nacks: Vec<u64> = state
+    for (tag, asked) in state
         .asked
-        .iter()
-        .filter(|(_, asked)| matches!(asked.how, Settle::Nack { .. }))
-        .map(|(tag, _)| *tag)
-        .collect();
-    for tag in nacks {
-        let asked = state.asked.remove(&tag).expect("listed");
-        state.held.remove(&tag);
+        .extract_if(.., |_, asked| matches!(asked.how, Settle::Nack { .. }))
+    {
         if let Settle::Nack { requeue } = asked.how {
+            state.held.remove(&tag);
             plan.nacks.push((tag, requeue, asked.waiter));
         }
     }
@@ -318,26 +314,20 @@ fn plan(state: &mut State, now: Instant) -> Plan {
         .find(|tag| !state.asked.contains_key(tag))
         .copied()
         .unwrap_or(u64::MAX);
-    let below: Vec<u64> = state.asked.range(..blocking).map(|(tag, _)| *tag).collect();
-    if let Some(&top) = below.last() {
-        let mut waiters = Vec::with_capacity(below.len());
-        for tag in below {
-            let asked = state.asked.remove(&tag).expect("listed");
-            state.held.remove(&tag);
-            waiters.push(asked.waiter);
-        }
-        plan.prefix = Some((top, waiters));
+    // Every tag held below it asked for its ack: all of them go out as one.
+    state.held = state.held.split_off(&blocking);
+    let above = state.asked.split_off(&blocking);
+    let below = std::mem::replace(&mut state.asked, above);
+    if let Some((&top, _)) = below.last_key_value() {
+        plan.prefix = Some((top, below.into_values().map(|a| a.waiter).collect()));
     }
-    let overdue: Vec<u64> = state
+    plan.singles = state
         .asked
-        .iter()
-        .filter(|(_, asked)| asked.at + LINGER <= now)
-        .map(|(tag, _)| *tag)
+        .extract_if(.., |_, asked| asked.at + LINGER <= now)
+        .map(|(tag, asked)| (tag, asked.waiter))
         .collect();
-    for tag in overdue {
-        let asked = state.asked.remove(&tag).expect("listed");
-        state.held.remove(&tag);
-        plan.singles.push((tag, asked.waiter));
+    for (tag, _) in &plan.singles {
+        state.held.remove(tag);
     }
     plan
 }
