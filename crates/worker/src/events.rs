@@ -2,60 +2,112 @@
 //! job, so events of concurrent jobs share one `EventBatch` message (group commit: what arrives
 //! while one batch is being confirmed goes out in the next). A job waits for the
 //! confirm of the batch its events went out in before it moves on (acks only after its
-//! `succeeded` is durable).
+//! `succeeded` is durable). Informative events (`started`, progress) linger up to [`LINGER`] for
+//! company, so a job that ends within it sends all its events in one or two messages: each
+//! event message costs RabbitMQ a publish, a confirm, a delivery and an ack, and the ledger a
+//! transaction.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clipfleet_broker::{Broker, BrokerError, BrokerErrorKind, Outgoing, Topic};
 use clipfleet_proto::{EventBatch, JobEvent, MAX_EVENTS_PER_BATCH, SCHEMA_VERSION, encode};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::warn;
 
 type Waiter = oneshot::Sender<Result<(), BrokerError>>;
 
+/// How long a posted (informative) event may wait for others before it leaves alone. A user
+/// sees progress this much later at most; an event somebody waits for leaves at once and takes
+/// the lingering ones with it.
+pub(crate) const LINGER: Duration = Duration::from_millis(50);
+
+/// One job's events on their way to the publisher.
+#[derive(Debug)]
+struct Queued {
+    events: Vec<JobEvent>,
+    waiter: Waiter,
+    /// Whether somebody waits for the confirm (`send`), so the batch leaves at once.
+    urgent: bool,
+}
+
 /// Where jobs send their events.
 #[derive(Debug, Clone)]
 pub(crate) struct EventSink {
-    queue: mpsc::Sender<(Vec<JobEvent>, Waiter)>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl EventSink {
     /// Starts the publishing task.
     pub(crate) fn start(broker: Arc<dyn Broker>) -> Self {
         let (queue, pending) = mpsc::channel(1024);
-        tokio::spawn(publish_loop(broker, pending));
+        tokio::spawn(publish_loop(broker, pending, LINGER));
         EventSink { queue }
     }
 
     /// Queues `events` without waiting for the confirm: for progress, which may be lost
-    /// harmlessly (a later event supersedes it). Events keep their order with `send`'s.
+    /// harmlessly (a later event supersedes it). They may linger up to [`LINGER`] for company.
+    /// Events keep their order with `send`'s.
     pub(crate) fn post(&self, events: Vec<JobEvent>) {
-        let (done, _ignored) = oneshot::channel();
+        let (waiter, _ignored) = oneshot::channel();
         // A full queue means the broker is slow: progress is the first thing to drop.
-        let _ = self.queue.try_send((events, done));
+        let _ = self.queue.try_send(Queued {
+            events,
+            waiter,
+            urgent: false,
+        });
     }
 
     /// Publishes `events` (in a batch with other jobs' events) and returns once confirmed.
     pub(crate) async fn send(&self, events: Vec<JobEvent>) -> Result<(), BrokerError> {
-        let (done, confirmed) = oneshot::channel();
+        let (waiter, confirmed) = oneshot::channel();
         let stopped = || BrokerError::new(BrokerErrorKind::Unavailable, "event publisher stopped");
         self.queue
-            .send((events, done))
+            .send(Queued {
+                events,
+                waiter,
+                urgent: true,
+            })
             .await
             .map_err(|_| stopped())?;
         confirmed.await.map_err(|_| stopped())?
     }
 }
 
+/// The batch being gathered.
+#[derive(Default)]
+struct Gathering {
+    events: Vec<JobEvent>,
+    waiters: Vec<Waiter>,
+    urgent: bool,
+}
+
+impl Gathering {
+    /// Adds `queued` unless it would overflow a batch: then it is handed back.
+    fn add(&mut self, queued: Queued) -> Option<Queued> {
+        if !self.events.is_empty() && self.events.len() + queued.events.len() > MAX_EVENTS_PER_BATCH
+        {
+            return Some(queued);
+        }
+        self.events.extend(queued.events);
+        self.waiters.push(queued.waiter);
+        self.urgent |= queued.urgent;
+        None
+    }
+}
+
 /// Group commit: one batch in flight at a time; whatever arrived while it was being confirmed
-/// goes out together in the next. An idle worker's event leaves at once (no lingering for
+/// goes out together in the next. An event somebody waits for leaves at once (no lingering for
 /// company); under load batches grow with the confirm's round trip, so messages per job fall
-/// as throughput rises. One batch in flight also keeps every job's events in order.
+/// as throughput rises. Posted events alone wait up to `linger` for company. One batch in
+/// flight also keeps every job's events in order.
 async fn publish_loop(
     broker: Arc<dyn Broker>,
-    mut pending: mpsc::Receiver<(Vec<JobEvent>, Waiter)>,
+    mut pending: mpsc::Receiver<Queued>,
+    linger: Duration,
 ) {
-    let mut carried = None;
+    let mut carried: Option<Queued> = None;
     loop {
         let first = match carried.take() {
             Some(first) => first,
@@ -64,23 +116,39 @@ async fn publish_loop(
                 None => return,
             },
         };
-        let (mut events, first_waiter): (Vec<JobEvent>, Waiter) = first;
-        let mut waiters = vec![first_waiter];
-        while events.len() < MAX_EVENTS_PER_BATCH {
-            match pending.try_recv() {
-                Ok((more, waiter)) if events.len() + more.len() <= MAX_EVENTS_PER_BATCH => {
-                    events.extend(more);
-                    waiters.push(waiter);
+        let deadline = Instant::now() + linger;
+        let mut batch = Gathering::default();
+        let mut closed = false;
+        carried = batch.add(first);
+        while carried.is_none() && batch.events.len() < MAX_EVENTS_PER_BATCH {
+            let next = match pending.try_recv() {
+                Ok(next) => Some(next),
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    None
                 }
-                // Would overflow the batch: it leads the next one.
-                Ok(next) => {
-                    carried = Some(next);
-                    break;
+                // Nothing more for now: an urgent batch leaves, a posted one lingers.
+                Err(mpsc::error::TryRecvError::Empty) if batch.urgent => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, pending.recv()).await {
+                        Ok(Some(next)) => Some(next),
+                        Ok(None) => {
+                            closed = true;
+                            None
+                        }
+                        Err(_elapsed) => None,
+                    }
                 }
-                Err(_) => break,
+            };
+            match next {
+                Some(next) => carried = batch.add(next),
+                None => break,
             }
         }
-        flush(broker.as_ref(), events, waiters).await;
+        flush(broker.as_ref(), batch.events, batch.waiters).await;
+        if closed && carried.is_none() {
+            return;
+        }
     }
 }
 
@@ -105,5 +173,72 @@ async fn flush(broker: &dyn Broker, events: Vec<JobEvent>, waiters: Vec<Waiter>)
             .copied()
             .map_err(|err| BrokerError::new(err.kind, err.message.clone()));
         let _ = waiter.send(copy);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clipfleet_broker::{InMemoryBroker, QueueRef, Receive, receive_decoded};
+    use clipfleet_proto::{EventKind, JobId, Timestamp, WorkerId};
+
+    use super::*;
+
+    fn event(job: JobId, kind: EventKind) -> JobEvent {
+        JobEvent {
+            job_id: job,
+            at: Timestamp::from_unix_ms(1_700_000_000_000),
+            worker: WorkerId::new("w-1").unwrap(),
+            event: kind,
+        }
+    }
+
+    async fn batches(broker: &InMemoryBroker) -> Vec<EventBatch> {
+        let options = Receive::new(16, Duration::from_secs(30), Duration::from_secs(2));
+        receive_decoded::<EventBatch>(broker, &QueueRef::Events, options)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, batch)| batch)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn posted_events_wait_for_the_outcome_and_leave_with_it() {
+        let broker = Arc::new(InMemoryBroker::new());
+        let sink = EventSink::start(broker.clone());
+        let job = JobId::generate();
+        sink.post(vec![event(job, EventKind::Started)]);
+        sink.post(vec![event(job, EventKind::Progress { pct: 10 })]);
+        // The send returns once confirmed: the posts went out with it, in one message, in order.
+        sink.send(vec![event(job, EventKind::InputDeleted)])
+            .await
+            .unwrap();
+        let got = batches(&broker).await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        let kinds: Vec<&EventKind> = got[0].events.iter().map(|e| &e.event).collect();
+        assert_eq!(
+            kinds,
+            [
+                &EventKind::Started,
+                &EventKind::Progress { pct: 10 },
+                &EventKind::InputDeleted
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_posted_event_alone_still_leaves() {
+        let broker = Arc::new(InMemoryBroker::new());
+        let sink = EventSink::start(broker.clone());
+        let job = JobId::generate();
+        let posted = std::time::Instant::now();
+        sink.post(vec![event(job, EventKind::Progress { pct: 80 })]);
+        let got = batches(&broker).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].events[0].event, EventKind::Progress { pct: 80 });
+        // It waited for company first (the clock only bounds it from below: no flaky upper bound).
+        assert!(posted.elapsed() >= LINGER, "{:?}", posted.elapsed());
     }
 }
