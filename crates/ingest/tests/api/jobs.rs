@@ -1,6 +1,6 @@
 //! Status from events, video download with ranges, and delete requests.
 
-use clipfleet_broker::{Outgoing, Topic};
+use clipfleet_broker::{Outgoing, QueueRef, Topic};
 use clipfleet_proto::{
     EventBatch, EventKind, JobEvent, JobId, SCHEMA_VERSION, StageDurations, Timestamp, WorkerId,
     encode,
@@ -122,6 +122,70 @@ async fn status_follows_events_in_any_order() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(error_code(garbage).await?.0, 404);
+    fleet.stop().await
+}
+
+/// Batches received together go to the ledger in one transaction; one the ledger refuses must
+/// not take the others down with it: they are applied one by one and only the bad one is dropped
+/// (this broker has no dead letters for events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_among_others_received_together_spoils_only_itself() -> anyhow::Result<()> {
+    let fleet = Fleet::embedded(&[]).await?;
+    fleet.create_account("acct-1", json!({})).await?;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = fleet
+            .submit("acct-1", jpeg(64, 64), json!({}), None)
+            .await?;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await?;
+        ids.push(body["job_id"].as_str().expect("id").parse::<JobId>()?);
+    }
+    let now = Timestamp::from_system_time(std::time::SystemTime::now()).unix_ms();
+    let batch = |events| {
+        encode(&EventBatch {
+            v: SCHEMA_VERSION,
+            events,
+        })
+        .map(Outgoing::new)
+    };
+    // Decodes and validates, but its instant is past what the ledger can order: refused.
+    let refused = batch(vec![event(ids[0], 1 << 53, EventKind::Started)])?;
+    let progress = batch(vec![event(ids[0], now, EventKind::Progress { pct: 80 })])?;
+    let failed = batch(vec![event(
+        ids[1],
+        now,
+        EventKind::Failed {
+            code: clipfleet_proto::ErrorCode::BadImage,
+            message: "does not decode".into(),
+            retryable: false,
+        },
+    )])?;
+    // One publish: the consumer's next receive holds all three.
+    fleet
+        .broker
+        .publish_all(&Topic::Events, vec![progress, refused, failed])
+        .await?;
+    let job = fleet
+        .wait_job(&ids[0].to_string(), |job| job["progress_pct"] == 80)
+        .await?;
+    // Running by the progress; the refused `started` left no trace.
+    assert_eq!(job["status"], "running", "{job}");
+    assert_eq!(job["started_at_ms"], Value::Null, "{job}");
+    assert_eq!(job["attempts"], 0, "{job}");
+    fleet
+        .wait_job(&ids[1].to_string(), |job| job["status"] == "failed")
+        .await?;
+    // Nothing comes back: the refused batch was dropped, the others acked.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let depth = fleet.broker.depth(&QueueRef::Events).await?;
+        if depth.ready == 0 && depth.in_flight == Some(0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{depth:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     fleet.stop().await
 }
 
