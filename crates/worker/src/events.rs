@@ -42,7 +42,7 @@ impl EventSink {
     /// Starts the publishing task.
     pub(crate) fn start(broker: Arc<dyn Broker>) -> Self {
         let (queue, pending) = mpsc::channel(1024);
-        tokio::spawn(publish_loop(broker, pending, LINGER));
+        tokio::spawn(publish_loop(broker, pending));
         EventSink { queue }
     }
 
@@ -100,13 +100,9 @@ impl Gathering {
 /// Group commit: one batch in flight at a time; whatever arrived while it was being confirmed
 /// goes out together in the next. An event somebody waits for leaves at once (no lingering for
 /// company); under load batches grow with the confirm's round trip, so messages per job fall
-/// as throughput rises. Posted events alone wait up to `linger` for company. One batch in
+/// as throughput rises. Posted events alone wait up to [`LINGER`] for company. One batch in
 /// flight also keeps every job's events in order.
-async fn publish_loop(
-    broker: Arc<dyn Broker>,
-    mut pending: mpsc::Receiver<Queued>,
-    linger: Duration,
-) {
+async fn publish_loop(broker: Arc<dyn Broker>, mut pending: mpsc::Receiver<Queued>) {
     let mut carried: Option<Queued> = None;
     loop {
         let first = match carried.take() {
@@ -116,29 +112,21 @@ async fn publish_loop(
                 None => return,
             },
         };
-        let deadline = Instant::now() + linger;
+        let deadline = Instant::now() + LINGER;
         let mut batch = Gathering::default();
-        let mut closed = false;
         carried = batch.add(first);
         while carried.is_none() && batch.events.len() < MAX_EVENTS_PER_BATCH {
+            // Nothing more for now: an urgent batch leaves, a posted one lingers. A closed queue
+            // flushes what was gathered; the next `recv` then ends the loop.
             let next = match pending.try_recv() {
                 Ok(next) => Some(next),
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    None
+                Err(mpsc::error::TryRecvError::Empty) if !batch.urgent => {
+                    tokio::time::timeout_at(deadline, pending.recv())
+                        .await
+                        .ok()
+                        .flatten()
                 }
-                // Nothing more for now: an urgent batch leaves, a posted one lingers.
-                Err(mpsc::error::TryRecvError::Empty) if batch.urgent => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, pending.recv()).await {
-                        Ok(Some(next)) => Some(next),
-                        Ok(None) => {
-                            closed = true;
-                            None
-                        }
-                        Err(_elapsed) => None,
-                    }
-                }
+                Err(_) => None,
             };
             match next {
                 Some(next) => carried = batch.add(next),
@@ -146,9 +134,6 @@ async fn publish_loop(
             }
         }
         flush(broker.as_ref(), batch.events, batch.waiters).await;
-        if closed && carried.is_none() {
-            return;
-        }
     }
 }
 
@@ -204,13 +189,19 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
+    // On a paused clock: the publisher has taken the first post and lingers while the test
+    // sleeps (without the linger, `started` would have left alone).
+    #[tokio::test(start_paused = true)]
     async fn posted_events_wait_for_the_outcome_and_leave_with_it() {
         let broker = Arc::new(InMemoryBroker::new());
         let sink = EventSink::start(broker.clone());
         let job = JobId::generate();
+        // Well within the linger (50 ms), and long enough for the publisher to take each post.
+        let step = Duration::from_millis(10);
         sink.post(vec![event(job, EventKind::Started)]);
+        tokio::time::sleep(step).await;
         sink.post(vec![event(job, EventKind::Progress { pct: 10 })]);
+        tokio::time::sleep(step).await;
         // The send returns once confirmed: the posts went out with it, in one message, in order.
         sink.send(vec![event(job, EventKind::InputDeleted)])
             .await
@@ -228,17 +219,18 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_posted_event_alone_still_leaves() {
+    #[tokio::test(start_paused = true)]
+    async fn a_posted_event_alone_leaves_after_the_linger() {
         let broker = Arc::new(InMemoryBroker::new());
         let sink = EventSink::start(broker.clone());
         let job = JobId::generate();
-        let posted = std::time::Instant::now();
+        let posted = Instant::now();
         sink.post(vec![event(job, EventKind::Progress { pct: 80 })]);
         let got = batches(&broker).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].events[0].event, EventKind::Progress { pct: 80 });
-        // It waited for company first (the clock only bounds it from below: no flaky upper bound).
-        assert!(posted.elapsed() >= LINGER, "{:?}", posted.elapsed());
+        // It waited for company first, and no longer than it had to (a paused clock: exact).
+        let waited = posted.elapsed();
+        assert!(waited >= LINGER && waited < 2 * LINGER, "{waited:?}");
     }
 }
